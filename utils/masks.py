@@ -1,0 +1,50 @@
+"""Label masks on disk: indexed palette PNGs (or grey-level label PNGs) in, palette PNGs out."""
+import numpy as np
+from PIL import Image
+
+from utils.errors import UserError
+from utils.files import atomic_path
+from utils.palette import FLAT_PALETTE
+
+
+def read_label_mask(path):
+    """Read a label mask as a uint8 (H, W) array of label ids.
+
+    Accepts indexed ('P') PNGs, whose pixel values are the labels, and
+    grey-level ('L') PNGs holding label ids. A colour (RGB) mask is refused
+    with a message saying how to convert it, since its colours are not labels.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode in ('P', 'L'):
+                return np.array(image, dtype=np.uint8)
+            if mode in ('1', 'I;16', 'I'):
+                labels = np.array(image)
+                if labels.max(initial=0) > 255:
+                    raise UserError(f'{path}: label values above 255; a mask holds labels 0..255')
+                return labels.astype(np.uint8)
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f'{path}: mask file not found') from None
+    except OSError as error:
+        raise UserError(f'{path}: not a readable image ({error})') from None
+    raise UserError(
+        f'{path}: mask is a {mode} colour image, but masks must be indexed (palette) PNGs '
+        f'or grey-level PNGs whose values are the object labels (0 = background, 1..N objects); '
+        f'convert it, e.g. map each object colour to its label and save with Image.fromarray(labels, "L")')
+
+
+def label_mask_image(labels):
+    """A palette ('P') Pillow image of a uint8 label array."""
+    image = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode='P')
+    image.putpalette(FLAT_PALETTE)
+    return image
+
+
+def write_label_mask(path, labels):
+    """Write a uint8 (H, W) label array as a palette PNG, atomically."""
+    with atomic_path(path) as tmp:
+        label_mask_image(labels).save(tmp, format='PNG')
