@@ -1,0 +1,252 @@
+"""Frames decoded ahead of the model, one at a time, never the whole video in memory.
+
+    for item in stream_frames(sequence, workers=2, prefetch=4):
+        item.frame     # float32 (3, h, w) in [0, 1], resized to height 495 for YouTube-VOS
+        item.given     # uint8 (h, w) labels of the objects starting at this frame, or None
+
+`stream_frames` reads a `Sequence` (dataset/eval_sets.py) with a torch DataLoader
+whose worker processes decode frames ahead of the consumer; `stream_video_file`
+reads a video file with cv2 in a background thread. Both yield `FrameItem`s.
+A bad file raises a one-line `UserError` naming it in the calling process.
+"""
+import os
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.functional import to_tensor
+
+from dataset.eval_sets import Sequence, frame_folder_sequence  # noqa: F401  (frame_folder_sequence re-exported)
+from utils.errors import UserError
+from utils.masks import read_label_mask
+
+
+@dataclass
+class FrameItem:
+    index: int
+    name: str
+    frame: torch.Tensor                # float32 (3, h, w) in [0, 1]
+    given: np.ndarray | None           # uint8 (h, w): labels of objects starting here (others 0); None if none start
+    original_size: tuple[int, int]     # (H, W) before resizing
+
+
+@dataclass
+class _Failure:
+    """A worker's UserError, sent back as data so the message reaches the caller unwrapped."""
+    message: str
+
+
+def resized_size(height, width, resize_height):
+    """(h, w) after the YouTube-VOS rule: frames at least `resize_height` tall go to that height, aspect kept."""
+    if resize_height is None or height < resize_height:
+        return height, width
+    return resize_height, int(width / height * resize_height)
+
+
+def _read_frame(path):
+    try:
+        with Image.open(path) as image:
+            return image.convert('RGB')
+    except FileNotFoundError:
+        raise UserError(f'{path}: frame image not found') from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UserError(f'{path}: cannot read frame image ({error})') from None
+
+
+def _given_labels(sequence, index, frame_path, frame_size):
+    """The given mask of frame `index` at the frame's original size, or None."""
+    mask_path = sequence.given_masks.get(index)
+    if mask_path is None:
+        return None
+    labels = read_label_mask(mask_path)
+    if labels.shape != frame_size:
+        raise UserError(f'{mask_path}: mask is {labels.shape[1]}x{labels.shape[0]} (WxH) but its frame '
+                        f'{frame_path} is {frame_size[1]}x{frame_size[0]}; they must have the same size')
+    ids = (sequence.given_objects or {}).get(index)
+    if ids is not None:
+        labels = np.where(np.isin(labels, ids), labels, 0).astype(np.uint8)
+    return labels
+
+
+def load_frame_item(sequence, index):
+    """Decode frame `index` of `sequence` (and its given mask) into a FrameItem; UserError for bad files."""
+    path = sequence.frame_paths[index]
+    image = _read_frame(path)
+    width, height = image.size
+    given = _given_labels(sequence, index, path, (height, width))
+    new_h, new_w = resized_size(height, width, sequence.resize_height)
+    if (new_h, new_w) != (height, width):
+        image = image.resize((new_w, new_h), Image.BICUBIC)
+        if given is not None:
+            given = np.array(Image.fromarray(given).resize((new_w, new_h), Image.NEAREST), np.uint8)
+    return FrameItem(index=index, name=sequence.frame_names[index], frame=to_tensor(image),
+                     given=given, original_size=(height, width))
+
+
+class _FrameDataset(Dataset):
+    def __init__(self, sequence, indices):
+        self.sequence = sequence
+        self.indices = list(indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        try:
+            return load_frame_item(self.sequence, self.indices[i])
+        except UserError as error:
+            return _Failure(str(error))
+
+
+def _keep(item):
+    return item
+
+
+def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
+    """Yield a FrameItem for frames start..stop-1 of `sequence`, in order.
+
+    Worker processes (a DataLoader, batch_size None) decode up to workers * prefetch
+    frames ahead; workers=0 decodes in this process. Raises UserError naming the file
+    for an unreadable frame or mask or a mask whose size differs from its frame.
+    """
+    stop = len(sequence.frame_paths) if stop is None else stop
+    dataset = _FrameDataset(sequence, range(start, stop))
+    if len(dataset) == 0:
+        return
+    options = dict(batch_size=None, collate_fn=_keep, num_workers=workers, persistent_workers=False)
+    if workers > 0:
+        options['prefetch_factor'] = max(1, prefetch)
+    loader = DataLoader(dataset, **options)
+    iterator = iter(loader)
+    try:
+        for item in iterator:
+            if isinstance(item, _Failure):
+                raise UserError(item.message)
+            yield item
+    finally:
+        shutdown = getattr(iterator, '_shutdown_workers', None)
+        if shutdown is not None:
+            shutdown()
+        del iterator
+
+
+# ---------------------------------------------------------------- video files
+
+def _open_video(path):
+    import cv2
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: video file not found')
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise UserError(f'{path}: cannot open it as a video (unknown format or codec)')
+    return capture
+
+
+def video_fps(path, default=25.0):
+    """The video's frame rate as its container states it, or `default` when it gives none."""
+    import cv2
+    capture = _open_video(path)
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    return float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default)
+
+
+def video_frame_count(path):
+    """The frame count the container states (may be approximate; for progress bars), 0 if unknown."""
+    import cv2
+    capture = _open_video(path)
+    try:
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    finally:
+        capture.release()
+    return int(count) if count and count > 0 else 0
+
+
+_END = object()
+
+
+def stream_video_file(path, given_mask_path, prefetch=8, resize_height=None):
+    """Yield FrameItems of a video file decoded with cv2 in a background thread.
+
+    Frame names are `%05d` of the frame number (from 0); frame 0's given mask is the
+    label PNG `given_mask_path`. Up to `prefetch` frames are decoded ahead. Frames at
+    least `resize_height` tall are resized as stream_frames does (None: no resizing).
+    """
+    path = os.fspath(path)
+    given_mask_path = os.fspath(given_mask_path)
+    _open_video(path).release()  # checked now, not at the first next()
+    if not os.path.isfile(given_mask_path):
+        raise UserError(f'{given_mask_path}: first-frame mask not found (it gives the objects of {path})')
+    return _video_items(path, given_mask_path, prefetch, resize_height)
+
+
+def _video_items(path, given_mask_path, prefetch, resize_height):
+    import cv2
+    capture = _open_video(path)
+    frames = queue.Queue(maxsize=max(1, prefetch))
+    stopping = threading.Event()
+
+    def put(value):
+        while not stopping.is_set():
+            try:
+                frames.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode():
+        try:
+            index = 0
+            while not stopping.is_set():
+                ok, bgr = capture.read()
+                if not ok:
+                    if index == 0:
+                        raise UserError(f'{path}: no frame could be decoded (empty or corrupt video)')
+                    break
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                height, width = rgb.shape[:2]
+                given = None
+                if index == 0:
+                    given = read_label_mask(given_mask_path)
+                    if given.shape != (height, width):
+                        raise UserError(
+                            f'{given_mask_path}: mask is {given.shape[1]}x{given.shape[0]} (WxH) but the frames of '
+                            f'{path} are {width}x{height}; they must have the same size')
+                new_h, new_w = resized_size(height, width, resize_height)
+                if (new_h, new_w) != (height, width):
+                    rgb = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.BICUBIC))
+                    if given is not None:
+                        given = np.array(Image.fromarray(given).resize((new_w, new_h), Image.NEAREST))
+                frame = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous().float().div(255)
+                if not put(FrameItem(index=index, name=f'{index:05d}', frame=frame, given=given,
+                                     original_size=(height, width))):
+                    return
+                index += 1
+            put(_END)
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+        finally:
+            capture.release()
+
+    thread = threading.Thread(target=decode, name=f'decode {os.path.basename(path)}', daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = frames.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stopping.set()
+        thread.join(timeout=5)

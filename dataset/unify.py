@@ -1,0 +1,467 @@
+"""Convert the static-image pretraining sets into one layout of images and palette masks.
+
+The output (what the pretraining loader reads) is
+
+    DST/JPEGImages/NAME/<stem>.jpg|png   a byte copy of the source image
+    DST/Annotations/NAME/<stem>.png      an indexed PNG of the object labels
+
+for NAME in SETS. How each source set is read:
+
+- MSRA10K, ECSSD, PASCAL-S: colour (or grey) masks. Every distinct colour whose
+  mean channel value is 0 or >= 128 becomes a label 0, 1, 2, ... in sorted colour
+  order; colours with a mean in (0, 128) are dropped (left as 0).
+- PASCALVOC2012: the images listed in ImageSets/Segmentation/trainval.txt with their
+  SegmentationObject masks; values > 20 (the 255 border) are set to 0.
+- COCO: val2017 and train2017 instance annotations; per image every annotation with
+  area >= 500 becomes the next label, later ones painting over earlier ones; images
+  with no such annotation are skipped.
+
+Outputs that already exist are kept (a second run resumes); every file is written
+atomically. Images that have no mask are skipped and counted, not an error.
+"""
+import collections
+import dataclasses
+import functools
+import glob
+import multiprocessing
+import os
+import shutil
+import sys
+
+import numpy as np
+from PIL import Image
+
+from utils.errors import UserError
+from utils.files import atomic_path
+from utils.palette import FLAT_PALETTE
+
+SETS = ('COCO', 'ECSSD', 'MSRA10K', 'PASCAL-S', 'PASCALVOC2012')
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
+COCO_SPLITS = ('val2017', 'train2017')
+COCO_MIN_AREA = 500
+VOC_MAX_LABEL = 20
+MAX_LABEL = 254  # 255 is reserved for 'void'
+
+# What each set's --src must hold, for the layout error message.
+LAYOUTS = {
+    'MSRA10K': 'MSRA10K_Imgs_GT/Imgs/ holding <name>.jpg images beside their <name>.png masks',
+    'ECSSD': 'images/<name>.jpg and ground_truth_mask/<name>.png',
+    'PASCAL-S': 'datasets/imgs/pascal/<name>.jpg and datasets/masks/pascal/<name>.png',
+    'PASCALVOC2012': ('ImageSets/Segmentation/trainval.txt, JPEGImages/<name>.jpg and '
+                      'SegmentationObject/<name>.png (the VOC2012 folder of VOCdevkit)'),
+    'COCO': ('annotations/instances_{val,train}2017.json with the images in '
+             'val2017/ and train2017/'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One image to convert.
+
+    kind: 'colour' (source is a colour-mask path), 'voc' (source is an indexed mask
+    path) or 'coco' (source is (height, width, segmentations) of its kept annotations).
+    """
+    image: str
+    stem: str
+    kind: str
+    source: object
+
+
+@dataclasses.dataclass
+class Listing:
+    """The items of a set plus the images skipped while listing them."""
+    items: list
+    # reason -> list of source image paths (or names) skipped for that reason
+    skipped: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
+
+
+@dataclasses.dataclass
+class Summary:
+    """What unify() did: counts of items written / already there, and skipped ones by reason."""
+    name: str
+    written: int = 0
+    existing: int = 0
+    skipped: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
+
+    @property
+    def n_skipped(self):
+        return sum(len(v) for v in self.skipped.values())
+
+    def report(self):
+        """Human-readable lines: totals, then one line per skip reason with a few examples."""
+        lines = [f'{self.name}: {self.written} written, {self.existing} already present, '
+                 f'{self.n_skipped} skipped']
+        for reason, names in sorted(self.skipped.items()):
+            examples = ', '.join(os.path.basename(str(n)) for n in names[:3])
+            more = ', ...' if len(names) > 3 else ''
+            lines.append(f'  skipped {len(names)}: {reason} (e.g. {examples}{more})')
+        return lines
+
+
+# ---------------------------------------------------------------- label maps
+
+def colour_mask_to_labels(mask):
+    """Labels of a colour (H, W, C) or grey (H, W) mask array, as int64 (H, W).
+
+    Distinct colours with mean channel value 0 or >= 128 are numbered 0, 1, 2, ...
+    in sorted (lexicographic) colour order; colours with mean in (0, 128) map to 0.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 2:
+        mask = mask[..., None]
+    height, width, channels = mask.shape
+    colours, inverse = np.unique(mask.reshape(-1, channels), axis=0, return_inverse=True)
+    means = colours.astype(np.float64).mean(axis=1)
+    keep = (means == 0) | (means >= 128)
+    lookup = np.zeros(len(colours), np.int64)
+    lookup[keep] = np.arange(int(keep.sum()))
+    return lookup[inverse.reshape(-1)].reshape(height, width)
+
+
+def voc_mask_to_labels(mask):
+    """Labels of a VOC SegmentationObject index array: values > 20 (the 255 border) become 0."""
+    labels = np.array(mask, dtype=np.int64)
+    labels[labels > VOC_MAX_LABEL] = 0
+    return labels
+
+
+def coco_label_mask(segmentations, height, width):
+    """int64 (H, W) labels painting each COCO segmentation in turn as labels 1, 2, ...
+
+    segmentations: COCO 'segmentation' values (polygon lists, uncompressed RLE with
+    list counts, or compressed RLE with bytes/str counts); later ones paint over earlier.
+    """
+    mask_utils = _pycocotools_mask()
+    labels = np.zeros((height, width), np.int64)
+    for label, segmentation in enumerate(segmentations, start=1):
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation.get('counts'), list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+        binary = mask_utils.decode(rle)
+        if binary.ndim == 3:
+            binary = binary.max(axis=2)
+        labels[binary.astype(bool)] = label
+    return labels
+
+
+def _pycocotools_mask():
+    try:
+        import pycocotools.mask as mask_utils
+    except ImportError:
+        raise UserError('COCO conversion needs pycocotools, which is not installed: '
+                        'pip install pycocotools') from None
+    return mask_utils
+
+
+def _pycocotools_coco():
+    try:
+        from pycocotools.coco import COCO
+    except ImportError:
+        raise UserError('COCO conversion needs pycocotools, which is not installed: '
+                        'pip install pycocotools') from None
+    return COCO
+
+
+# ---------------------------------------------------------------- palette
+
+def load_palette(path=None):
+    """The flat 768-entry palette of an indexed PNG at `path`, or the DAVIS palette if None."""
+    if path is None:
+        return list(FLAT_PALETTE)
+    try:
+        with Image.open(path) as image:
+            mode, palette = image.mode, image.getpalette()
+    except FileNotFoundError:
+        raise UserError(f'{path}: palette file not found') from None
+    except OSError as error:
+        raise UserError(f'{path}: not a readable image ({error})') from None
+    if mode != 'P' or not palette:
+        raise UserError(f'{path}: the palette must be an indexed (mode P) PNG, but it is mode {mode}')
+    palette = list(palette[:768])
+    return palette + [0] * (768 - len(palette))
+
+
+# ---------------------------------------------------------------- listing the sets
+
+def _layout_error(name, src):
+    return UserError(f'{src}: not a {name} folder; expected {LAYOUTS[name]} inside it')
+
+
+def _images_in(folder, exts=IMAGE_EXTS):
+    names = [n for n in os.listdir(folder)
+             if not n.startswith('.') and os.path.splitext(n)[1].lower() in exts
+             and os.path.isfile(os.path.join(folder, n))]
+    return sorted(names)
+
+
+def _colour_listing(image_dir, mask_dir, exts):
+    listing = Listing(items=[])
+    for name in _images_in(image_dir, exts):
+        stem = os.path.splitext(name)[0]
+        mask = os.path.join(mask_dir, stem + '.png')
+        if os.path.isfile(mask):
+            listing.items.append(Item(os.path.join(image_dir, name), stem, 'colour', mask))
+        else:
+            listing.skipped['image without a mask'].append(os.path.join(image_dir, name))
+    return listing
+
+
+def msra10k_items(src):
+    """Listing of MSRA10K: SRC/MSRA10K_Imgs_GT/Imgs/<name>.jpg with <name>.png masks beside them."""
+    folder = os.path.join(src, 'MSRA10K_Imgs_GT', 'Imgs')
+    if not os.path.isdir(folder):
+        raise _layout_error('MSRA10K', src)
+    return _colour_listing(folder, folder, ('.jpg', '.jpeg'))
+
+
+def ecssd_items(src):
+    """Listing of ECSSD: SRC/images/<name>.jpg, SRC/ground_truth_mask/<name>.png."""
+    images, masks = os.path.join(src, 'images'), os.path.join(src, 'ground_truth_mask')
+    if not (os.path.isdir(images) and os.path.isdir(masks)):
+        raise _layout_error('ECSSD', src)
+    return _colour_listing(images, masks, IMAGE_EXTS)
+
+
+def pascal_s_items(src):
+    """Listing of PASCAL-S: SRC/datasets/imgs/pascal/<name>.jpg, SRC/datasets/masks/pascal/<name>.png."""
+    images = os.path.join(src, 'datasets', 'imgs', 'pascal')
+    masks = os.path.join(src, 'datasets', 'masks', 'pascal')
+    if not (os.path.isdir(images) and os.path.isdir(masks)):
+        raise _layout_error('PASCAL-S', src)
+    return _colour_listing(images, masks, IMAGE_EXTS)
+
+
+def voc_items(src):
+    """Listing of PASCAL VOC 2012: trainval.txt names, JPEGImages/<n>.jpg, SegmentationObject/<n>.png."""
+    listed = os.path.join(src, 'ImageSets', 'Segmentation', 'trainval.txt')
+    images, masks = os.path.join(src, 'JPEGImages'), os.path.join(src, 'SegmentationObject')
+    if not (os.path.isfile(listed) and os.path.isdir(images) and os.path.isdir(masks)):
+        raise _layout_error('PASCALVOC2012', src)
+    with open(listed) as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    listing = Listing(items=[])
+    for stem in names:
+        image = os.path.join(images, stem + '.jpg')
+        mask = os.path.join(masks, stem + '.png')
+        if not os.path.isfile(image):
+            listing.skipped['listed in trainval.txt but its image is missing'].append(image)
+        elif not os.path.isfile(mask):
+            listing.skipped['image without a mask'].append(image)
+        else:
+            listing.items.append(Item(image, stem, 'voc', mask))
+    return listing
+
+
+def coco_items_from(coco, image_dir, listing=None, min_area=COCO_MIN_AREA):
+    """Add the items of one split, given its pycocotools COCO object and image folder.
+
+    Per image, the annotations with area >= min_area, in annotation order, become
+    labels 1, 2, ...; images with none are recorded as skipped.
+    """
+    listing = listing if listing is not None else Listing(items=[])
+    for image_id in sorted(coco.getImgIds()):
+        info = coco.imgs[image_id]
+        path = os.path.join(image_dir, info['file_name'])
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None))
+        kept = [ann['segmentation'] for ann in anns
+                if ann.get('area', 0) >= min_area and ann.get('segmentation')]
+        if not kept:
+            listing.skipped[f'no annotation with area >= {min_area}'].append(path)
+            continue
+        stem = os.path.splitext(os.path.basename(info['file_name']))[0]
+        listing.items.append(Item(path, stem, 'coco', (int(info['height']), int(info['width']), kept)))
+    return listing
+
+
+def coco_items(src, splits=COCO_SPLITS, min_area=COCO_MIN_AREA):
+    """Listing of COCO: SRC/annotations/instances_<split>.json with images in SRC/<split>/.
+
+    Every split present is used; a missing one is reported on stderr, and having
+    none is a layout error.
+    """
+    present = [s for s in splits
+               if os.path.isfile(os.path.join(src, 'annotations', f'instances_{s}.json'))]
+    if not present:
+        raise _layout_error('COCO', src)
+    for split in present:
+        if not os.path.isdir(os.path.join(src, split)):
+            raise UserError(f'{src}: has annotations/instances_{split}.json but no {split}/ image '
+                            f'folder; expected {LAYOUTS["COCO"]} inside it')
+    coco_class = _pycocotools_coco()
+    _pycocotools_mask()
+    for split in splits:
+        if split not in present:
+            print(f'COCO: {src}/annotations/instances_{split}.json not found; '
+                  f'converting {", ".join(present)} only', file=sys.stderr)
+    listing = Listing(items=[])
+    for split in present:
+        coco = coco_class(os.path.join(src, 'annotations', f'instances_{split}.json'))
+        coco_items_from(coco, os.path.join(src, split), listing, min_area)
+    return listing
+
+
+LISTERS = {
+    'MSRA10K': msra10k_items,
+    'ECSSD': ecssd_items,
+    'PASCAL-S': pascal_s_items,
+    'PASCALVOC2012': voc_items,
+    'COCO': coco_items,
+}
+
+
+def list_items(name, src):
+    """The Listing of set `name` under `src` (UserError if src lacks that set's layout)."""
+    if name not in LISTERS:
+        raise UserError(f'unknown set {name!r}; choose one of {", ".join(SETS)}')
+    if not os.path.isdir(src):
+        raise UserError(f'{src}: folder not found; expected a {name} folder with {LAYOUTS[name]}')
+    return LISTERS[name](src)
+
+
+# ---------------------------------------------------------------- converting
+
+class _Skip(Exception):
+    """An item that cannot be converted; the message is the reason, counted in the summary."""
+
+
+def output_paths(item, dst, name):
+    """(image, mask) output paths of an item."""
+    ext = os.path.splitext(item.image)[1].lower()
+    ext = '.jpg' if ext == '.jpeg' else ext
+    return (os.path.join(dst, 'JPEGImages', name, item.stem + ext),
+            os.path.join(dst, 'Annotations', name, item.stem + '.png'))
+
+
+def item_labels(item):
+    """The uint8 label map of an item (raises _Skip with a reason when it cannot be made)."""
+    if item.kind == 'coco':
+        height, width, segmentations = item.source
+        labels = coco_label_mask(segmentations[:MAX_LABEL], height, width)
+    else:
+        try:
+            with Image.open(item.source) as image:
+                image.load()
+                if item.kind == 'voc':
+                    if image.mode not in ('P', 'L'):
+                        raise _Skip(f'mask is not an indexed PNG (mode {image.mode})')
+                    labels = voc_mask_to_labels(np.array(image))
+                else:
+                    if image.mode in ('P', 'PA', 'RGBA', 'CMYK', 'YCbCr', 'HSV', 'LAB'):
+                        image = image.convert('RGB')
+                    elif image.mode in ('1', 'LA'):
+                        image = image.convert('L')
+                    labels = colour_mask_to_labels(np.array(image))
+        except OSError as error:
+            raise _Skip(f'unreadable mask ({error.__class__.__name__})') from None
+        if labels.max(initial=0) > MAX_LABEL:
+            raise _Skip(f'more than {MAX_LABEL} labels in the mask')
+    try:
+        with Image.open(item.image) as image:
+            size = image.size
+    except OSError as error:
+        raise _Skip(f'unreadable image ({error.__class__.__name__})') from None
+    if size != (labels.shape[1], labels.shape[0]):
+        raise _Skip('mask size differs from the image size')
+    return labels.astype(np.uint8)
+
+
+def write_mask(path, labels, palette):
+    """Write uint8 labels as an indexed PNG with the given flat palette, atomically."""
+    image = Image.fromarray(np.asarray(labels, np.uint8), mode='P')
+    image.putpalette(palette)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format='PNG')
+
+
+def convert_item(item, dst, name, palette):
+    """Convert one item; returns ('written' | 'existing' | 'skipped', reason or None)."""
+    image_out, mask_out = output_paths(item, dst, name)
+    if os.path.isfile(image_out) and os.path.isfile(mask_out):
+        return 'existing', None
+    try:
+        labels = item_labels(item)
+    except _Skip as skip:
+        return 'skipped', str(skip)
+    if not os.path.isfile(image_out):
+        with atomic_path(image_out) as tmp:
+            shutil.copyfile(item.image, tmp)
+    write_mask(mask_out, labels, palette)
+    return 'written', None
+
+
+def _convert_task(item, dst, name, palette):
+    return item, convert_item(item, dst, name, palette)
+
+
+def _remove_stale_temporaries(folder):
+    """Remove temporary files a killed earlier run left behind (atomic_path's '.<stem>.*.tmp.<ext>')."""
+    for path in glob.glob(os.path.join(glob.escape(folder), '.*.tmp*')):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def unify(name, src, dst, palette=None, workers=1, progress=True):
+    """Convert set `name` from `src` into `dst`; returns a Summary.
+
+    palette: flat 768-entry palette list (default: the DAVIS palette).
+    workers: processes in the pool (1 = convert in this process).
+    """
+    listing = list_items(name, src)
+    palette = list(FLAT_PALETTE) if palette is None else list(palette)
+    summary = Summary(name)
+    for reason, names in listing.skipped.items():
+        summary.skipped[reason].extend(names)
+    for kind in ('JPEGImages', 'Annotations'):
+        folder = os.path.join(dst, kind, name)
+        os.makedirs(folder, exist_ok=True)
+        _remove_stale_temporaries(folder)
+
+    task = functools.partial(_convert_task, dst=dst, name=name, palette=palette)
+    items = listing.items
+    bar = _progress(len(items), name, progress)
+    try:
+        if workers <= 1 or len(items) <= 1:
+            results = map(task, items)
+            _collect(results, summary, bar)
+        else:
+            chunksize = max(1, min(64, len(items) // (workers * 8)))
+            with multiprocessing.Pool(workers) as pool:
+                _collect(pool.imap_unordered(task, items, chunksize=chunksize), summary, bar)
+    finally:
+        bar.close()
+    return summary
+
+
+def _collect(results, summary, bar):
+    for item, (status, reason) in results:
+        if status == 'written':
+            summary.written += 1
+        elif status == 'existing':
+            summary.existing += 1
+        else:
+            summary.skipped[reason].append(item.image)
+        bar.update(1)
+
+
+def _progress(total, name, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=name, unit='img', disable=not enabled, dynamic_ncols=True)
+
+
+def read_set_names(path):
+    """The set names listed one per line in a text file such as assets/pretrain.txt."""
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
+
+
+__all__ = [
+    'SETS', 'LAYOUTS', 'Item', 'Listing', 'Summary', 'colour_mask_to_labels', 'voc_mask_to_labels',
+    'coco_label_mask', 'load_palette', 'msra10k_items', 'ecssd_items', 'pascal_s_items', 'voc_items',
+    'coco_items', 'coco_items_from', 'list_items', 'output_paths', 'item_labels', 'write_mask',
+    'convert_item', 'unify', 'read_set_names',
+]

@@ -1,0 +1,41 @@
+"""Convolutional building blocks of the decoder (names fixed by the released state dict)."""
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: x + conv2(relu(conv1(relu(x)))).
+
+    A 3x3 `downsample` convolution maps x to the output shape when the channel
+    count or the stride changes.
+    """
+
+    def __init__(self, in_channels, out_channels=None, stride=1):
+        super().__init__()
+        out_channels = out_channels or in_channels
+        self.downsample = None
+        if in_channels != out_channels or stride != 1:
+            self.downsample = nn.Conv2d(in_channels, out_channels, 3, padding=1, stride=stride)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, stride=stride)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        residual = self.conv2(F.relu(self.conv1(F.relu(x))))
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return x + residual
+
+
+class Refine(nn.Module):
+    """Fuse a skip feature with the coarser prediction upsampled 2x."""
+
+    def __init__(self, in_channels, channels):
+        super().__init__()
+        self.convFS = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.ResFS = ResBlock(channels)
+        self.ResMM = ResBlock(channels)
+
+    def forward(self, skip, coarse):
+        fused = self.ResFS(self.convFS(skip))
+        fused = fused + F.interpolate(coarse, scale_factor=2, mode='bilinear', align_corners=False)
+        return self.ResMM(fused)

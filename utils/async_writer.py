@@ -1,0 +1,150 @@
+"""Output writing in background threads, so PNG encoding and video muxing don't stall the model.
+
+    with AsyncWriter(workers=2) as writer:
+        writer.write_mask(path, labels)                  # palette PNG (utils.masks.write_label_mask)
+        writer.write_overlay(path, image_rgb, labels)    # overlay PNG (utils.overlay.overlay)
+        writer.append_frame(mp4_writer, frame_rgb)       # video frames: kept in submission order
+        writer.submit(fn, *args)                         # any job
+    # leaving the block waits for every job and re-raises the first job error here
+
+Unordered jobs (PNG files) run on a small pool of threads; ordered jobs (video frames,
+a video writer's close) run one at a time, in submission order, on one more thread.
+Both queues are bounded: when the writer falls `max_pending` jobs behind, submitting
+blocks, which keeps memory bounded. The arrays passed to the helper methods are copied,
+so the caller may reuse its buffers. Once a job has failed, later jobs are skipped and
+the next submit / flush / close raises that first error.
+"""
+import os
+import queue
+import threading
+
+import numpy as np
+from PIL import Image
+
+from utils.files import atomic_path
+from utils.masks import write_label_mask
+from utils.overlay import overlay
+
+_STOP = object()
+
+
+class AsyncWriter:
+    def __init__(self, workers=2, max_pending=16):
+        self._error = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool_queue = queue.Queue(maxsize=max(1, max_pending))
+        self._ordered_queue = queue.Queue(maxsize=max(1, max_pending))
+        self._threads = [threading.Thread(target=self._run, args=(self._pool_queue,), daemon=True,
+                                          name=f'async writer {i}') for i in range(max(1, workers))]
+        self._threads.append(threading.Thread(target=self._run, args=(self._ordered_queue,), daemon=True,
+                                              name='async writer (ordered)'))
+        for thread in self._threads:
+            thread.start()
+
+    # ------------------------------------------------------------ jobs
+    def submit(self, fn, *args, **kwargs):
+        """Run fn(*args, **kwargs) on a pool thread (no order guaranteed between such jobs)."""
+        self._put(self._pool_queue, (fn, args, kwargs))
+
+    def submit_ordered(self, fn, *args, **kwargs):
+        """Run fn(*args, **kwargs) on the ordered thread, after every earlier ordered job."""
+        self._put(self._ordered_queue, (fn, args, kwargs))
+
+    def write_mask(self, path, labels):
+        """Write a uint8 (H, W) label array as a palette PNG (atomically)."""
+        self.submit(write_label_mask, path, np.array(labels, dtype=np.uint8))
+
+    def write_image(self, path, image_rgb):
+        """Write a uint8 (H, W, 3) RGB image (format from the extension), atomically."""
+        self.submit(_write_image, path, np.array(image_rgb, dtype=np.uint8))
+
+    def write_overlay(self, path, image_rgb, labels):
+        """Write overlay(image_rgb, labels) as an image file, atomically."""
+        self.submit(_write_overlay, path, np.array(image_rgb, dtype=np.uint8), np.array(labels, dtype=np.uint8))
+
+    def append_frame(self, video_writer, frame_rgb):
+        """video_writer.write(frame_rgb), in submission order with the other ordered jobs."""
+        self.submit_ordered(video_writer.write, np.array(frame_rgb, dtype=np.uint8))
+
+    def append_overlay_frame(self, video_writer, image_rgb, labels):
+        """video_writer.write(overlay(image_rgb, labels)), in order."""
+        self.submit_ordered(_append_overlay, video_writer, np.array(image_rgb, dtype=np.uint8),
+                            np.array(labels, dtype=np.uint8))
+
+    def close_video(self, video_writer):
+        """video_writer.close() once all frames submitted before it are written."""
+        self.submit_ordered(video_writer.close)
+
+    # ------------------------------------------------------------ waiting
+    def flush(self):
+        """Wait until every submitted job has run; raise the first job error, if any."""
+        self._pool_queue.join()
+        self._ordered_queue.join()
+        self._raise_error()
+
+    def close(self, raise_errors=True):
+        """Wait for all jobs, stop the threads and (by default) re-raise the first job error."""
+        if not self._closed:
+            self._closed = True
+            for _ in self._threads[:-1]:
+                self._pool_queue.put(_STOP)
+            self._ordered_queue.put(_STOP)
+            for thread in self._threads:
+                thread.join()
+        if raise_errors:
+            self._raise_error()
+
+    @property
+    def error(self):
+        """The first job error (None while all went well)."""
+        return self._error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # With an exception already on its way out, don't mask it with a job error.
+        self.close(raise_errors=exc_type is None)
+        return False
+
+    # ------------------------------------------------------------ internals
+    def _put(self, jobs, job):
+        if self._closed:
+            raise RuntimeError('AsyncWriter is closed')
+        self._raise_error()
+        jobs.put(job)
+
+    def _raise_error(self):
+        if self._error is not None:
+            raise self._error
+
+    def _run(self, jobs):
+        while True:
+            job = jobs.get()
+            try:
+                if job is _STOP:
+                    return
+                if self._error is None:
+                    fn, args, kwargs = job
+                    fn(*args, **kwargs)
+            except BaseException as error:  # kept for the caller
+                with self._lock:
+                    if self._error is None:
+                        self._error = error
+            finally:
+                jobs.task_done()
+
+
+def _write_image(path, image_rgb):
+    ext = os.path.splitext(path)[1] or '.png'
+    with atomic_path(path) as tmp:
+        Image.fromarray(image_rgb).save(tmp, format=Image.registered_extensions().get(ext.lower(), 'PNG'))
+
+
+def _write_overlay(path, image_rgb, labels):
+    _write_image(path, overlay(image_rgb, labels))
+
+
+def _append_overlay(video_writer, image_rgb, labels):
+    video_writer.write(overlay(image_rgb, labels))

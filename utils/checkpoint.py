@@ -1,0 +1,72 @@
+"""Checkpoints in the released layout: {'epoch', 'model', 'optimizer', 'loss', 'seed'}.
+
+Loading never runs code from the file (weights_only=True); a bare state dict and
+a DataParallel/DDP 'module.' prefix are accepted too.
+"""
+import os
+import pickle
+
+import numpy as np
+import torch
+
+from utils.errors import UserError
+from utils.files import atomic_path
+
+# Plain numpy scalars (e.g. a loss saved as numpy.float64) are data, not code.
+_NUMPY_SCALAR_GLOBALS = [np._core.multiarray.scalar, np.dtype] + [
+    type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32')]
+
+
+def read_checkpoint(path, device='cpu'):
+    """The checkpoint dict at `path` with tensors moved to `device`, or a clear error."""
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: checkpoint file not found')
+    try:
+        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
+            checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch.load raises many types for files that are not checkpoints
+        text = str(error)
+        if isinstance(error, pickle.UnpicklingError) and 'Weights only load failed' in text:
+            unsupported = [line.strip() for line in text.splitlines() if 'Unsupported global' in line]
+            raise UserError(f'{path}: refused to load: the checkpoint holds objects other than tensors and '
+                            f'plain data, which could run code ({unsupported[0] if unsupported else "unsupported content"})') from None
+        raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one '
+                        f'({type(error).__name__}: {text.splitlines()[0] if text else ""})') from None
+    if not isinstance(checkpoint, dict):
+        raise UserError(f'{path}: not an AFB-URR checkpoint (holds a {type(checkpoint).__name__}, not a dict)')
+    return checkpoint
+
+
+def model_state(checkpoint):
+    """The state dict of a released-layout checkpoint or of a bare state dict, without 'module.'."""
+    state = checkpoint.get('model', checkpoint)
+    if not isinstance(state, dict):
+        raise UserError("checkpoint's 'model' entry is not a state dict")
+    return {key.removeprefix('module.'): value for key, value in state.items()}
+
+
+def load_weights(model, checkpoint, source):
+    """Load a checkpoint's model weights strictly; on mismatch one message lists the differences."""
+    state = model_state(checkpoint)
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if missing or unexpected:
+        raise UserError(f'{source}: not an AFB-URR checkpoint: missing keys {missing or "none"}; '
+                        f'unexpected keys {unexpected or "none"}')
+    wrong_shape = [f'{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})'
+                   for key, value in expected.items() if tuple(state[key].shape) != tuple(value.shape)]
+    if wrong_shape:
+        raise UserError(f'{source}: checkpoint tensors of the wrong shape: {", ".join(wrong_shape)}')
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_checkpoint(path, model, optimizer=None, epoch=0, loss=0.0, seed=0, **extra):
+    """Write a released-layout checkpoint atomically (a crash mid-write keeps the old file)."""
+    model = getattr(model, 'module', model)
+    state = {'epoch': epoch, 'model': model.state_dict(),
+             'optimizer': optimizer.state_dict() if optimizer is not None else None,
+             'loss': float(loss), 'seed': seed, **extra}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

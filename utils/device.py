@@ -1,0 +1,32 @@
+"""Choosing the device in one place: CUDA when asked for and present, the CPU otherwise."""
+import torch
+
+from utils.errors import UserError
+
+
+def device_name(device=None, gpu=None):
+    """The device string for a --device value, or for the released --gpu index (-1 = CPU)."""
+    if device:
+        return device
+    if gpu is None or gpu < 0:
+        return 'cpu'
+    return f'cuda:{gpu}'
+
+
+def select_device(name='cpu', flag='--device'):
+    """A torch.device for 'cpu', 'cuda' or 'cuda:N', or a clear error when that GPU is absent."""
+    if name == 'cpu':
+        return torch.device('cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f'{flag} {name}: not a device; use cpu, cuda or cuda:N') from None
+    if device.type != 'cuda':
+        raise UserError(f'{flag} {name}: only cpu and cuda devices are supported')
+    if not torch.cuda.is_available():
+        raise UserError(f'{flag} {name}: CUDA is not available on this machine (torch {torch.__version__}, '
+                        f'CUDA build: {torch.version.cuda or "no"}); use --device cpu (or --gpu -1)')
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f'{flag} {name}: this machine has {torch.cuda.device_count()} CUDA device(s), '
+                        f'numbered from 0')
+    return device

@@ -1,0 +1,105 @@
+"""An MP4 writer (cv2.VideoWriter, 'mp4v') that only ever leaves complete files under the final name.
+
+    with Mp4Writer('out/video.mp4', fps=25) as writer:
+        for frame in frames:          # uint8 (H, W, 3) RGB, all the same size
+            writer.write(frame)
+
+Frames go to a temporary file beside the target; close() renames it onto the target.
+An exception inside the `with` block (or abort()) deletes the temporary file, so an
+interrupted run leaves no half-written MP4 under the final name.
+"""
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+
+from utils.errors import UserError
+
+
+class Mp4Writer:
+    def __init__(self, path, fps, frame_size=None):
+        """`frame_size` (H, W) opens the file now; otherwise the first frame sets it."""
+        self.path = os.fspath(path)
+        self.fps = float(fps)
+        self.frame_size = None
+        self.frames_written = 0
+        self._writer = None
+        self._tmp = None
+        self._closed = False
+        if frame_size is not None:
+            self._open(tuple(frame_size))
+
+    def _open(self, frame_size):
+        import cv2
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        base = os.path.splitext(os.path.basename(self.path))[0]
+        fd, self._tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix='.tmp.mp4', dir=folder)
+        os.close(fd)
+        height, width = frame_size
+        writer = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*'mp4v'), self.fps, (width, height))
+        if not writer.isOpened():
+            self._remove_tmp()
+            raise UserError(f'{self.path}: cannot open an MP4 writer (OpenCV lacks the mp4v codec, '
+                            f'or the folder is not writable)')
+        self._writer = writer
+        self.frame_size = (height, width)
+
+    def write(self, frame_rgb):
+        """Append one uint8 (H, W, 3) RGB frame."""
+        import cv2
+        if self._closed:
+            raise ValueError(f'{self.path}: writer already closed')
+        frame = np.asarray(frame_rgb)
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f'{self.path}: frames must be (H, W, 3) RGB, got {frame.shape}')
+        if self._writer is None:
+            self._open(frame.shape[:2])
+        if frame.shape[:2] != self.frame_size:
+            raise ValueError(f'{self.path}: frame of size {frame.shape[:2]} differs from the video\'s {self.frame_size}')
+        self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2BGR))
+        self.frames_written += 1
+
+    def close(self):
+        """Finish the file and rename it onto the target. With no frames written, no file is made."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        if self.frames_written == 0:
+            self._remove_tmp()
+            return
+        try:
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._remove_tmp()
+            raise
+        self._tmp = None
+
+    def abort(self):
+        """Stop and delete the temporary file; the target is left as it was."""
+        self._closed = True
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._remove_tmp()
+
+    def _remove_tmp(self):
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._tmp)
+            self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
