@@ -298,8 +298,7 @@ def test_async_writer(tmp_path):
         for t in range(6):
             buffer[:] = masks[t]  # reused buffer: the writer must have copied it
             writer.write_mask(str(tmp_path / 'masks' / f'{t:05d}.png'), buffer)
-            writer.write_overlay(str(tmp_path / 'overlay' / f'{t:05d}.png'), frames[t], masks[t])
-            writer.append_overlay_frame(video, frames[t], masks[t])
+            writer.write_overlay(str(tmp_path / 'overlay' / f'{t:05d}.png'), frames[t], masks[t], video)
         writer.close_video(video)
     for t in range(6):
         np.testing.assert_array_equal(read_label_mask(str(tmp_path / 'masks' / f'{t:05d}.png')), masks[t])

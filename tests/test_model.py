@@ -64,7 +64,8 @@ def test_checkpoint_that_is_not_one_or_runs_code_is_refused(tmp_path):
 def test_devices():
     assert select_device('cpu') == torch.device('cpu')
     assert device_name(gpu=-1) == 'cpu' and device_name(gpu=1) == 'cuda:1'
-    assert device_name('cuda', gpu=-1) == 'cuda'
+    assert device_name('cuda', gpu=-1) == 'cuda' and device_name() == 'auto'
+    assert select_device('auto').type == ('cuda' if torch.cuda.is_available() else 'cpu')
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match='--device cuda: CUDA is not available'):
             select_device('cuda')

@@ -2,7 +2,7 @@
 
     with AsyncWriter(workers=2) as writer:
         writer.write_mask(path, labels)                  # palette PNG (utils.masks.write_label_mask)
-        writer.write_overlay(path, image_rgb, labels)    # overlay PNG (utils.overlay.overlay)
+        writer.write_overlay(path, image_rgb, labels, video)  # overlay PNG (+ MP4 frame, in order)
         writer.append_frame(mp4_writer, frame_rgb)       # video frames: kept in submission order
         writer.submit(fn, *args)                         # any job
     # leaving the block waits for every job and re-raises the first job error here
@@ -59,18 +59,16 @@ class AsyncWriter:
         """Write a uint8 (H, W, 3) RGB image (format from the extension), atomically."""
         self.submit(_write_image, path, np.array(image_rgb, dtype=np.uint8))
 
-    def write_overlay(self, path, image_rgb, labels):
-        """Write overlay(image_rgb, labels) as an image file, atomically."""
-        self.submit(_write_overlay, path, np.array(image_rgb, dtype=np.uint8), np.array(labels, dtype=np.uint8))
+    def write_overlay(self, path, image_rgb, labels, video_writer=None):
+        """Write overlay(image_rgb, labels) as an image file, atomically, and append it to
+        `video_writer` if given (then in order with the other ordered jobs)."""
+        submit = self.submit if video_writer is None else self.submit_ordered
+        submit(_write_overlay, path, np.array(image_rgb, dtype=np.uint8), np.array(labels, dtype=np.uint8),
+               video_writer)
 
     def append_frame(self, video_writer, frame_rgb):
         """video_writer.write(frame_rgb), in submission order with the other ordered jobs."""
         self.submit_ordered(video_writer.write, np.array(frame_rgb, dtype=np.uint8))
-
-    def append_overlay_frame(self, video_writer, image_rgb, labels):
-        """video_writer.write(overlay(image_rgb, labels)), in order."""
-        self.submit_ordered(_append_overlay, video_writer, np.array(image_rgb, dtype=np.uint8),
-                            np.array(labels, dtype=np.uint8))
 
     def close_video(self, video_writer):
         """video_writer.close() once all frames submitted before it are written."""
@@ -142,9 +140,8 @@ def _write_image(path, image_rgb):
         Image.fromarray(image_rgb).save(tmp, format=Image.registered_extensions().get(ext.lower(), 'PNG'))
 
 
-def _write_overlay(path, image_rgb, labels):
-    _write_image(path, overlay(image_rgb, labels))
-
-
-def _append_overlay(video_writer, image_rgb, labels):
-    video_writer.write(overlay(image_rgb, labels))
+def _write_overlay(path, image_rgb, labels, video_writer):
+    blended = overlay(image_rgb, labels)
+    _write_image(path, blended)
+    if video_writer is not None:
+        video_writer.write(blended)

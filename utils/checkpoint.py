@@ -4,7 +4,6 @@ Loading never runs code from the file (weights_only=True); a bare state dict and
 a DataParallel/DDP 'module.' prefix are accepted too.
 """
 import os
-import pickle
 
 import numpy as np
 import torch
@@ -26,10 +25,10 @@ def read_checkpoint(path, device='cpu'):
             checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch.load raises many types for files that are not checkpoints
         text = str(error)
-        if isinstance(error, pickle.UnpicklingError) and 'Weights only load failed' in text:
-            unsupported = [line.strip() for line in text.splitlines() if 'Unsupported global' in line]
+        unsupported = [line.strip() for line in text.splitlines() if 'Unsupported global' in line]
+        if unsupported:
             raise UserError(f'{path}: refused to load: the checkpoint holds objects other than tensors and '
-                            f'plain data, which could run code ({unsupported[0] if unsupported else "unsupported content"})') from None
+                            f'plain data, which could run code ({unsupported[0]})') from None
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one '
                         f'({type(error).__name__}: {text.splitlines()[0] if text else ""})') from None
     if not isinstance(checkpoint, dict):

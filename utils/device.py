@@ -5,16 +5,23 @@ from utils.errors import UserError
 
 
 def device_name(device=None, gpu=None):
-    """The device string for a --device value, or for the released --gpu index (-1 = CPU)."""
+    """The device string for a --device value, or for the released --gpu index (-1 = CPU).
+
+    Neither given: 'auto', the first GPU when CUDA is present, else the CPU.
+    """
     if device:
         return device
-    if gpu is None or gpu < 0:
+    if gpu is None:
+        return 'auto'
+    if gpu < 0:
         return 'cpu'
     return f'cuda:{gpu}'
 
 
 def select_device(name='cpu', flag='--device'):
-    """A torch.device for 'cpu', 'cuda' or 'cuda:N', or a clear error when that GPU is absent."""
+    """A torch.device for 'auto', 'cpu', 'cuda' or 'cuda:N', or a clear error when that GPU is absent."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
     if name == 'cpu':
         return torch.device('cpu')
     try:

@@ -1,0 +1,24 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.recipe import write_recipe_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def recipe_checkpoint(tmp_path_factory):
+    """A released-layout checkpoint with the golden recipe weights (seed 7)."""
+    return str(write_recipe_checkpoint(7, tmp_path_factory.mktemp('weights') / 'recipe7.pth'))
+
+
+def run_script(script, *args, cwd=REPO, env=None, check=True):
+    """Run one of the project's scripts as a user would; returns the CompletedProcess."""
+    result = subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
+                            capture_output=True, text=True, env=env, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f'{script} exited {result.returncode}:\n{result.stdout}\n{result.stderr}')
+    return result
