@@ -17,6 +17,7 @@ from model.propagation import BankOptions, object_labels_of
 from utils import metrics
 from utils.device import device_name, select_device
 from utils.distributed import gather_on_main, process_group
+from utils.download import resolve_checkpoint
 from utils.errors import UserError
 from utils.masks import read_label_mask
 
@@ -161,7 +162,7 @@ def main(argv=None):
             device = device_name(args.device, args.gpu)
             if process.distributed and device.startswith('cuda') and ':' not in device:
                 device = f'cuda:{process.local_rank}'
-            model = load_model(args.resume, select_device(device, '--device' if args.device else '--gpu'))
+            model = load_model(resolve_checkpoint(args.resume), select_device(device, '--device' if args.device else '--gpu'))
             start = time.perf_counter()
             if args.video:
                 run_video(args, model)

@@ -110,40 +110,32 @@ def _first_mask_sequence(name, frames_dir, annotation_dir, what):
                     object_labels=None, frames_to_write=None, annotation_dir=annotation_dir, resize_height=None)
 
 
+def _listed_sequences(root, frames_root, annotations_root, list_file, layout, what):
+    """The first-mask sequences named in `list_file`, each with frames_root/<name> and annotations_root/<name>."""
+    for path, check in ((frames_root, _require_dir), (annotations_root, _require_dir), (list_file, _require_file)):
+        check(path, f'{root} is not in the {layout}')
+    sequences = []
+    for name in _read_list(list_file):
+        frames_dir = os.path.join(frames_root, name)
+        if not os.path.isdir(frames_dir):
+            raise UserError(f'{frames_dir}: {what} {name!r} listed in {list_file} has no frames folder')
+        sequences.append(_first_mask_sequence(name, frames_dir, os.path.join(annotations_root, name), what))
+    return sequences
+
+
 def davis_sequences(root, split='2017/val.txt'):
     """The sequences of a DAVIS 2017 split (480p), in the order the split file lists them."""
     layout = _DAVIS_LAYOUT.format(split=split)
     _require_dir(root, f'expected a DAVIS dataset folder ({layout})')
-    frames_root = os.path.join(root, 'JPEGImages', '480p')
-    annotations_root = os.path.join(root, 'Annotations', '480p')
-    split_file = os.path.join(root, 'ImageSets', split)
-    _require_dir(frames_root, f'{root} is not in the {layout}')
-    _require_dir(annotations_root, f'{root} is not in the {layout}')
-    _require_file(split_file, f'{root} is not in the {layout}')
-    sequences = []
-    for name in _read_list(split_file):
-        frames_dir = os.path.join(frames_root, name)
-        if not os.path.isdir(frames_dir):
-            raise UserError(f'{frames_dir}: sequence {name!r} listed in {split_file} has no frames folder')
-        sequences.append(_first_mask_sequence(name, frames_dir, os.path.join(annotations_root, name), 'sequence'))
-    return sequences
+    return _listed_sequences(root, os.path.join(root, 'JPEGImages', '480p'), os.path.join(root, 'Annotations', '480p'),
+                             os.path.join(root, 'ImageSets', split), layout, 'sequence')
 
 
 def long_video_sequences(root):
     """The videos listed in ROOT/val.txt of the long-video layout."""
     _require_dir(root, f'expected a long-video dataset folder ({_LONG_LAYOUT})')
-    frames_root = os.path.join(root, 'JPEGImages')
-    annotations_root = os.path.join(root, 'Annotations')
-    list_file = os.path.join(root, 'val.txt')
-    for path, check in ((frames_root, _require_dir), (annotations_root, _require_dir), (list_file, _require_file)):
-        check(path, f'{root} is not in the {_LONG_LAYOUT}')
-    sequences = []
-    for name in _read_list(list_file):
-        frames_dir = os.path.join(frames_root, name)
-        if not os.path.isdir(frames_dir):
-            raise UserError(f'{frames_dir}: video {name!r} listed in {list_file} has no frames folder')
-        sequences.append(_first_mask_sequence(name, frames_dir, os.path.join(annotations_root, name), 'video'))
-    return sequences
+    return _listed_sequences(root, os.path.join(root, 'JPEGImages'), os.path.join(root, 'Annotations'),
+                             os.path.join(root, 'val.txt'), _LONG_LAYOUT, 'video')
 
 
 def frame_folder_sequence(folder, mask_path, name=None):

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from tests.support.http_server import start_server
 from tests.support.recipe import write_recipe_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,3 +23,19 @@ def run_script(script, *args, cwd=REPO, env=None, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f'{script} exited {result.returncode}:\n{result.stdout}\n{result.stderr}')
     return result
+
+
+@pytest.fixture
+def serve():
+    """serve(files, supports_range=True, transfers_to_cut=0) -> (base URL, server with .requests)."""
+    servers = []
+
+    def start(files, supports_range=True, transfers_to_cut=0):
+        url, server = start_server(files, supports_range, transfers_to_cut)
+        servers.append(server)
+        return url, server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

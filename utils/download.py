@@ -29,8 +29,8 @@ from tqdm import tqdm
 from utils.errors import UserError
 
 RELEASE_BASE_URL = 'https://huggingface.co/xmlyqing00/AFB-URR/resolve/main'
-# Where the authors first published the checkpoints (linked from https://github.com/xmlyqing00/AFB-URR).
-ORIGINAL_DOWNLOAD_PAGE = 'https://drive.google.com/file/d/1l9TXNV4YQMAxL8RqfL14-qofn_s641Dx/view'
+# Where the authors first published the checkpoints: the links in their repository's README.
+ORIGINAL_DOWNLOAD_PAGE = 'https://github.com/xmlyqing00/AFB-URR'
 RELEASED_CHECKPOINTS = {
     'pretrain': 'NeurIPS20_level0_PreTrain.pth',
     'davis17': 'NeurIPS20_level1_DAVIS17.pth',

@@ -10,11 +10,11 @@ interrupted run leaves no half-written MP4 under the final name.
 """
 import contextlib
 import os
-import tempfile
 
 import numpy as np
 
 from utils.errors import UserError
+from utils.files import temporary_path_beside
 
 
 class Mp4Writer:
@@ -32,11 +32,7 @@ class Mp4Writer:
 
     def _open(self, frame_size):
         import cv2
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        base = os.path.splitext(os.path.basename(self.path))[0]
-        fd, self._tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix='.tmp.mp4', dir=folder)
-        os.close(fd)
+        self._tmp = temporary_path_beside(self.path)
         height, width = frame_size
         writer = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*'mp4v'), self.fps, (width, height))
         if not writer.isOpened():

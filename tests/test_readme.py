@@ -1,0 +1,74 @@
+"""The README's demo command and Python example, run exactly as written.
+
+A local HTTP server stands in for the checkpoint download (recipe weights under
+the released file name); the README's setup and test commands are what .ci/run runs.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+from tests.support.synth import moving_shapes
+from utils.download import RELEASED_CHECKPOINTS
+from utils.masks import read_label_mask, write_label_mask
+
+
+def readme_block(marker):
+    """The code block right after `<!-- ci:MARKER -->` in README.md."""
+    with open(os.path.join(REPO, 'README.md')) as f:
+        text = f.read()
+    match = re.search(rf'<!-- ci:{marker} -->\n```\w*\n(.*?)```', text, re.S)
+    assert match, f'README.md has no ci:{marker} block'
+    return match.group(1)
+
+
+@pytest.fixture
+def project_copy(tmp_path):
+    """The project's code and assets in a fresh folder, so outputs don't land in the checkout."""
+    ignore = shutil.ignore_patterns('.git', '.venv', 'tests', 'output', 'overlay', 'logs', '__pycache__')
+    shutil.copytree(REPO, tmp_path / 'project', ignore=ignore)
+    return tmp_path / 'project'
+
+
+@pytest.fixture
+def served_davis17(serve, recipe_checkpoint, tmp_path):
+    with open(recipe_checkpoint, 'rb') as f:
+        url, server = serve({'/' + RELEASED_CHECKPOINTS['davis17']: f.read()})
+    env = dict(os.environ, AFBURR_CHECKPOINT_URL=url, AFBURR_CACHE_DIR=str(tmp_path / 'cache'),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+               PYTHONPATH=str(tmp_path / 'project'))
+    return env, server
+
+
+def test_demo_command(project_copy, served_davis17):
+    env, server = served_davis17
+    command = readme_block('demo').strip()
+    result = subprocess.run(command, shell=True, cwd=project_copy, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(server.requests) == 1
+    masks = sorted(os.listdir(project_copy / 'output' / 'AFB-URR_Video' / 'demo'))
+    assert masks == [f'{t:05d}.png' for t in range(50)]
+    assert (project_copy / 'overlay' / 'AFB-URR_Video' / 'demo.mp4').is_file()
+
+
+def test_python_example(project_copy, served_davis17):
+    env, server = served_davis17
+    frames, masks = moving_shapes(6, 3, 40, 56, 2)
+    os.makedirs(project_copy / 'frames')
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(project_copy / 'frames' / f'{t:05d}.jpg', quality=95)
+    write_label_mask(project_copy / 'first_mask.png', masks[0])
+    (project_copy / 'example.py').write_text(readme_block('api-example'))
+    result = subprocess.run([sys.executable, 'example.py'], cwd=project_copy, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    np.testing.assert_array_equal(read_label_mask(project_copy / 'mask_00000.png'), masks[0])
+    for t in (1, 2):
+        assert set(np.unique(read_label_mask(project_copy / f'mask_{t:05d}.png'))) <= {0, 1, 2}
