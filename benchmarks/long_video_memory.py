@@ -37,13 +37,14 @@ def measure(n_frames, height, width, budget, merge_thres):
     import numpy as np
     import torch
     sys.path.insert(0, REPO)
+    from dataset.frame_stream import FrameItem
     from model.network import AFBURR
-    from model.propagation import BankOptions, FrameInput, Propagation
+    from model.propagation import BankOptions, Propagation
     torch.manual_seed(0)
     first_mask = np.zeros((height, width), np.uint8)
     first_mask[height // 4: 3 * height // 4, : height // 2] = 1
     loop = Propagation(AFBURR().eval(), [1], BankOptions(budget, 0.1, merge_thres))
-    items = (FrameInput(t, frame, first_mask if t == 0 else None)
+    items = (FrameItem(t, frame, first_mask if t == 0 else None)
              for t, frame in enumerate(synthetic_frames(n_frames, height, width)))
     for _ in loop.run(items):
         pass

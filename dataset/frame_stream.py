@@ -27,11 +27,12 @@ from utils.masks import read_label_mask
 
 @dataclass
 class FrameItem:
+    """One frame entering the inference loop (model.propagation), from any source."""
     index: int
-    name: str
-    frame: torch.Tensor                # float32 (3, h, w) in [0, 1]
-    given: np.ndarray | None           # uint8 (h, w): labels of objects starting here (others 0); None if none start
-    original_size: tuple[int, int]     # (H, W) before resizing
+    frame: torch.Tensor                       # float32 (3, h, w) in [0, 1]
+    given: np.ndarray | None = None           # uint8 (h, w): labels of objects starting here (others 0); None if none start
+    name: str = ''                            # output name (file stem)
+    original_size: tuple[int, int] | None = None   # (H, W) before resizing; None: not resized
 
 
 @dataclass

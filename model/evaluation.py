@@ -89,7 +89,7 @@ def segment_frames(model, items, object_labels, folders, options=BankOptions(), 
                 labels = loop.labels(output.probabilities, size=item.original_size)
                 writer.write_mask(os.path.join(folders.masks, item.name + '.png'), labels)
                 if video is not None:
-                    small = labels if tuple(item.original_size) == tuple(item.frame.shape[-2:]) \
+                    small = labels if item.original_size in (None, tuple(item.frame.shape[-2:])) \
                         else loop.labels(output.probabilities)
                     writer.write_overlay(os.path.join(folders.overlays, item.name + '.png'), tensor_to_rgb(item.frame), small, video)
             if video is not None:

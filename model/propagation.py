@@ -29,21 +29,12 @@ class BankOptions:
 
 
 @dataclass
-class FrameInput:
-    """One frame entering the loop; `given` labels the objects that start here (or None)."""
-    index: int
-    frame: torch.Tensor          # float (3, h, w) in [0, 1]
-    given: np.ndarray | None = None
-    name: str = ''
-
-
-@dataclass
 class FrameOutput:
     """The loop's result for one frame: the (forced) scores and their softmax over objects.
 
     `scores` is None on the frame whose given mask starts the video.
     """
-    item: FrameInput
+    item: object                         # the dataset.frame_stream.FrameItem it came from
     probabilities: torch.Tensor          # (obj_n, h, w)
     scores: torch.Tensor | None = None   # (obj_n, h, w) logits
 
@@ -74,6 +65,8 @@ class Propagation:
     """Segments one video. `object_labels` are the label values of the objects, in channel order.
 
     Channel 0 is the background; channel c is the object labelled object_labels[c - 1].
+    `run` takes FrameItems (dataset.frame_stream): .index, .frame (3, h, w) in [0, 1] and
+    .given, the label mask of objects starting at that frame (or None).
     `run` yields a FrameOutput for the first given frame and every frame after it; `bank` is the feature bank, inspectable between yields.
     """
 

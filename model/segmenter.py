@@ -11,8 +11,9 @@ with the video's length beyond the feature bank's budget.
 import numpy as np
 import torch
 
+from dataset.frame_stream import FrameItem
 from model.loading import load_model
-from model.propagation import BankOptions, FrameInput, Propagation, object_labels_of
+from model.propagation import BankOptions, Propagation, object_labels_of
 from utils.device import select_device
 from utils.download import resolve_checkpoint
 from utils.errors import UserError
@@ -47,7 +48,7 @@ class Segmenter:
         """
         first_mask = np.asarray(first_mask, dtype=np.uint8)
         loop = Propagation(self.model, object_labels_of(first_mask), self.options)
-        items = (FrameInput(t, frame_tensor(frame), first_mask if t == 0 else None)
+        items = (FrameItem(t, frame_tensor(frame), first_mask if t == 0 else None)
                  for t, frame in enumerate(frames))
         for output in loop.run(items):
             labels = loop.labels(output.probabilities)

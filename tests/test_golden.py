@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from dataset.frame_stream import FrameItem
 from model.network import AFBURR
 from model.training_step import clip_loss, freeze_batchnorm
-from model.propagation import BankOptions, FrameInput, Propagation, object_labels_of
+from model.propagation import BankOptions, Propagation, object_labels_of
 from tests.support.recipe import recipe_state_dict
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
@@ -34,7 +35,7 @@ def test_inference_matches_released_code(name):
     model = recipe_model(int(weights_seed))
     labels = object_labels_of(golden['first_mask'])
     loop = Propagation(model, labels, BankOptions(int(budget), float(update_rate), float(merge_thres)))
-    items = [FrameInput(t, frame_tensor(f), golden['first_mask'] if t == 0 else None)
+    items = [FrameItem(t, frame_tensor(f), golden['first_mask'] if t == 0 else None)
              for t, f in enumerate(golden['frames'])]
 
     logits, sizes, usage = [], [], []

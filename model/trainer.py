@@ -1,0 +1,431 @@
+"""The training loop of train.py: the released recipe, with exact resume, TensorBoard and torchrun.
+
+Each step trains on one clip: memorize its first frame, segment the others,
+loss = cross-entropy + lu * uncertainty term (model.training_step.clip_loss),
+AdamW on all parameters with BatchNorm frozen. StepLR halves the learning rate
+every `scheduler_step` epochs. An epoch is one pass over the dataset (one clip per
+video or image, as released), capped at `max_iters` clips per process.
+
+With `log`, checkpoints go to LOG_ROOT/level<L>_<YYYYmmdd-HHMMSS>/model/ in the
+released layout {'epoch', 'model', 'optimizer', 'loss', 'seed'} plus the extra
+keys an exact resume needs: 'best_loss', 'iteration', 'log_dir', 'rng_states'
+(one entry per process) and 'scaler'. TensorBoard scalars go to .../log/.
+
+Under torchrun every process trains on its own share of the clips
+(DistributedSampler), DistributedDataParallel averages the gradients, and only
+rank 0 prints, logs and writes checkpoints.
+"""
+import contextlib
+import hashlib
+import itertools
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from dataset.training import training_dataset
+from model.loading import load_imagenet_weights
+from model.network import AFBURR
+from model.rng_state import capture_rng_state, restore_rng_state, seed_everything
+from model.training_step import clip_loss, freeze_batchnorm
+from utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from utils.device import select_device
+from utils.distributed import process_group, process_info
+from utils.errors import UserError
+
+LOG_ROOT = 'logs'
+LR_GAMMA = 0.5
+
+
+@dataclass
+class TrainingConfig:
+    """One training run; the fields are train.py's flags (defaults as released where it had the flag)."""
+    dataset: str
+    level: int
+    device: object = 'cpu'  # a torch.device or its name; under torchrun CUDA means cuda:LOCAL_RANK
+    seed: int = -1  # negative: taken from the clock
+    log: bool = False
+    lr: float = 1e-5
+    lu: float = 0.5
+    resume: str = None
+    new: bool = False
+    scheduler_step: int = 25
+    total_epochs: int = 100
+    budget: int = 300000
+    obj_n: int = 3
+    clip_n: int = 6
+    output_size: int = 400
+    max_iters: int = None  # clips per epoch and process; None: the whole dataset
+    workers: int = 2
+    amp: bool = False
+    log_root: str = LOG_ROOT
+
+
+def check_config(config):
+    """Raise a UserError naming the flag when a setting cannot work."""
+    checks = [
+        (config.clip_n >= 2, f'--clip-n {config.clip_n}: a clip needs at least 2 frames '
+                             f'(the first is memorized, the others are segmented)'),
+        (config.obj_n >= 2, f'--obj-n {config.obj_n}: needs at least 2 (the background and one object)'),
+        (config.output_size >= 16 and config.output_size % 16 == 0,
+         f'--output-size {config.output_size}: must be a positive multiple of 16 (training clips are not padded)'),
+        (config.lr > 0, f'--lr {config.lr}: must be positive'),
+        (config.lu >= 0, f'--lu {config.lu}: must not be negative'),
+        (config.budget >= 1, f'--budget {config.budget}: must be at least 1'),
+        (config.scheduler_step >= 1, f'--scheduler-step {config.scheduler_step}: must be at least 1'),
+        (config.total_epochs >= 0, f'--total-epochs {config.total_epochs}: must not be negative'),
+        (config.max_iters is None or config.max_iters >= 1, f'--max-iters {config.max_iters}: must be at least 1'),
+        (config.workers >= 0, f'--workers {config.workers}: must not be negative'),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def training_device(device, process):
+    """The device this process trains on: under torchrun a CUDA device becomes cuda:LOCAL_RANK."""
+    device = select_device(str(device))
+    if process.distributed and device.type == 'cuda':
+        device = select_device(f'cuda:{process.local_rank}', flag='LOCAL_RANK')
+    return device
+
+
+def _broadcast_from_main(value, process):
+    """Rank 0's `value` (any picklable object) on every process."""
+    if not process.distributed:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def _gather_from_all(value, process):
+    """[value of rank 0, value of rank 1, ...] on every process."""
+    if not process.distributed:
+        return [value]
+    gathered = [None] * process.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def _sum_over_processes(numbers, process, device):
+    """Element-wise sums of a list of numbers over all processes."""
+    if not process.distributed:
+        return list(numbers)
+    total = torch.tensor(numbers, dtype=torch.float64, device=device)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.tolist()
+
+
+class ClipLossModule(nn.Module):
+    """The network with the clip loss as its forward, so DistributedDataParallel sees one call per step."""
+
+    def __init__(self, model, lu=0.5, budget=300000):
+        super().__init__()
+        self.model = model
+        self.lu = lu
+        self.budget = budget
+
+    def forward(self, frames, masks):
+        return clip_loss(self.model, frames, masks, self.lu, self.budget)
+
+
+def train_step(loss_module, optimizer, scaler, frames, masks, amp=False):
+    """One optimisation step on one clip (frames (clip_n, 3, S, S), masks (clip_n, obj_n, S, S)); its ClipLoss."""
+    with torch.autocast(frames.device.type, enabled=amp):
+        result = loss_module(frames, masks)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(result.loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return result
+
+
+@dataclass
+class LossTotals:
+    """Sums of the per-clip losses of an epoch, and how many clips they cover."""
+    loss: float = 0.0
+    cross_entropy: float = 0.0
+    uncertainty: float = 0.0
+    clips: int = 0
+
+    def add(self, result):
+        self.loss += result.loss.item()
+        self.cross_entropy += result.cross_entropy.item()
+        self.uncertainty += result.uncertainty.item()
+        self.clips += 1
+
+    def means(self):
+        """{'loss', 'cross_entropy', 'uncertainty'}: per-clip means (nan for no clip)."""
+        count = self.clips or math.nan
+        return {'loss': self.loss / count, 'cross_entropy': self.cross_entropy / count,
+                'uncertainty': self.uncertainty / count}
+
+    def over_processes(self, process, device):
+        """These totals summed over all training processes."""
+        loss, cross_entropy, uncertainty, clips = _sum_over_processes(
+            [self.loss, self.cross_entropy, self.uncertainty, self.clips], process, device)
+        return LossTotals(loss, cross_entropy, uncertainty, int(clips))
+
+
+@dataclass
+class ResumePoint:
+    """Where a run starts: its first epoch, the best epoch loss so far, the TensorBoard step and log folder."""
+    start_epoch: int = 0
+    best_loss: float = math.inf
+    iteration: int = 0
+    log_dir: str = None
+
+
+def restore_training_state(checkpoint, source, optimizer, scaler, process, device=None):
+    """Continue a run from its checkpoint (resume without --new): optimizer, scaler and RNG states.
+
+    Returns the ResumePoint after the checkpoint's epoch. RNG states are restored
+    when the checkpoint has one per process of this run; otherwise the generators
+    keep their seeding (as the released code reseeded from the checkpoint's seed).
+    """
+    for key in ('epoch', 'loss'):
+        if key not in checkpoint:
+            raise UserError(f'{source}: not a training checkpoint (no {key!r} entry); '
+                            f'add --new to start a new run from its weights')
+    if checkpoint.get('optimizer') is None:
+        raise UserError(f'{source}: holds no optimizer state, so its run cannot be continued; '
+                        f'add --new to start a new run from its weights')
+    try:
+        optimizer.load_state_dict(checkpoint['optimizer'])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f'{source}: its optimizer state does not fit this model ({error}); '
+                        f'add --new to start a new run from its weights') from None
+    if checkpoint.get('scaler'):
+        scaler.load_state_dict(checkpoint['scaler'])
+    rng_states = checkpoint.get('rng_states')
+    if rng_states is not None and len(rng_states) == process.world_size:
+        restore_rng_state(rng_states[process.rank], device)
+    return ResumePoint(start_epoch=int(checkpoint['epoch']) + 1,
+                       best_loss=float(checkpoint.get('best_loss', checkpoint['loss'])),
+                       iteration=int(checkpoint.get('iteration', 0)),
+                       log_dir=checkpoint.get('log_dir'))
+
+
+def new_log_dir(root, level):
+    """Create and return ROOT/level<L>_<YYYYmmdd-HHMMSS> (with _1, _2, ... if that exists), as an absolute path."""
+    base = os.path.join(root, time.strftime(f'level{level}_%Y%m%d-%H%M%S'))
+    for suffix in itertools.count():
+        path = base if suffix == 0 else f'{base}_{suffix}'
+        try:
+            os.makedirs(path)
+            return os.path.abspath(path)
+        except FileExistsError:
+            continue
+
+
+def write_epoch_checkpoints(model_dir, model, optimizer, epoch, loss, seed, improved, **extra):
+    """final.pth every epoch; epoch_<NNN>_loss_<x.xxx>.pth and best.pth too when the loss improved."""
+    names = ['final.pth']
+    if improved:
+        names += [f'epoch_{epoch:03d}_loss_{loss:.3f}.pth', 'best.pth']
+    paths = [os.path.join(model_dir, name) for name in names]
+    for path in paths:
+        save_checkpoint(path, model, optimizer, epoch=epoch, loss=loss, seed=seed, **extra)
+    return paths
+
+
+def weights_digest(state_dict):
+    """SHA-256 of a state dict's names, dtypes and values (key order does not matter)."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous().reshape(-1)
+        digest.update(f'{key}:{tensor.dtype}:'.encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class TrainingOutcome:
+    best_loss: float  # the best epoch mean loss of the run so far
+    log_dir: str  # the run's folder; None without --log and on ranks other than 0
+
+
+def _run_seed(config, checkpoint, resuming, process):
+    if resuming and int(checkpoint.get('seed', -1)) >= 0:
+        return int(checkpoint['seed'])
+    if config.seed >= 0:
+        return config.seed
+    return _broadcast_from_main(int(time.time()), process)
+
+
+class Trainer:
+    """One training run, set up from a TrainingConfig by `train`; `run` trains the remaining epochs."""
+
+    def __init__(self, config, process, device):
+        self.config = config
+        self.process = process
+        self.device = device
+        checkpoint = read_checkpoint(config.resume) if config.resume else None
+        resuming = checkpoint is not None and not config.new
+        self.seed = _run_seed(config, checkpoint, resuming, process)
+        seed_everything(self.seed + process.rank)
+
+        self.dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
+                                        clip_n=config.clip_n, obj_n=config.obj_n)
+        self.model = AFBURR()
+        if checkpoint is not None:
+            load_weights(self.model, checkpoint, config.resume)
+        else:
+            load_imagenet_weights(self.model)
+        self.model.to(device).train()
+        freeze_batchnorm(self.model)
+
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp)
+        self.point = ResumePoint()
+        if resuming:
+            self.point = restore_training_state(checkpoint, config.resume, self.optimizer, self.scaler,
+                                                process, device)
+        # StepLR is a function of the epoch and the optimizer's learning rate, which the optimizer
+        # state holds, so it resumes exactly from last_epoch (as released); no state of its own is saved.
+        for group in self.optimizer.param_groups:
+            group.setdefault('initial_lr', group['lr'])
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.scheduler_step, gamma=LR_GAMMA,
+                                                         last_epoch=self.point.start_epoch - 1)
+
+        self.sampler = None
+        if process.distributed:
+            self.sampler = DistributedSampler(self.dataset, num_replicas=process.world_size, rank=process.rank,
+                                              shuffle=True, seed=self.seed)
+        self.loader = DataLoader(self.dataset, batch_size=None, shuffle=self.sampler is None, sampler=self.sampler,
+                                 num_workers=config.workers, pin_memory=device.type == 'cuda')
+        self.step_module = ClipLossModule(self.model, config.lu, config.budget)
+        if process.distributed:
+            self.step_module = DistributedDataParallel(
+                self.step_module, device_ids=[device.index] if device.type == 'cuda' else None)
+
+        self.log_dir = self.writer = None
+        if config.log and process.is_main:
+            self.log_dir = self.point.log_dir if resuming and self.point.log_dir else new_log_dir(
+                config.log_root, config.level)
+            os.makedirs(os.path.join(self.log_dir, 'model'), exist_ok=True)
+            self.writer = SummaryWriter(os.path.join(self.log_dir, 'log'), purge_step=self.point.iteration)
+
+        self.say(f'level {config.level} dataset {config.dataset}: {len(self.dataset)} training items; '
+                 f'device {device}' + (f', {process.world_size} processes' if process.distributed else ''))
+        if checkpoint is None:
+            self.say('started from ImageNet weights')
+        elif resuming:
+            self.say(f'resumed from {config.resume} at epoch {self.point.start_epoch} '
+                     f'(best loss {self.point.best_loss:.5f})')
+            rng_states = checkpoint.get('rng_states')
+            if rng_states is not None and len(rng_states) != process.world_size:
+                self.say(f'note: the checkpoint holds random states of {len(rng_states)} processes, this run has '
+                         f'{process.world_size}; random generators reseeded from seed {self.seed}')
+        else:
+            self.say(f'started from the weights of {config.resume}; epoch 0')
+        self.say(f'random seed {self.seed}' + (f', log folder {self.log_dir}' if self.log_dir else ''))
+
+    def say(self, message):
+        if self.process.is_main:
+            print(message, flush=True)
+
+    def run(self):
+        config = self.config
+        if self.point.start_epoch >= config.total_epochs:
+            self.say(f'nothing to train: the run is at epoch {self.point.start_epoch} and '
+                     f'--total-epochs is {config.total_epochs}')
+        try:
+            for epoch in range(self.point.start_epoch, config.total_epochs):
+                self.train_epoch(epoch)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        self.check_replicas_agree()
+        return TrainingOutcome(self.point.best_loss, self.log_dir)
+
+    def train_epoch(self, epoch):
+        config = self.config
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        lr = self.scheduler.get_last_lr()[0]
+        self.say(f'epoch {epoch}: learning rate {lr:.3g}')
+        clips = len(self.loader) if config.max_iters is None else min(len(self.loader), config.max_iters)
+        totals = LossTotals()
+        bar = tqdm(total=clips, desc=f'epoch {epoch}', disable=not self.process.is_main, dynamic_ncols=True)
+        uneven = self.step_module.join() if self.process.distributed else contextlib.nullcontext()
+        with uneven:  # a process that skips a clip makes fewer steps; join keeps the others from waiting
+            for frames, masks, obj_n, _ in itertools.islice(self.loader, clips):
+                if obj_n == 1:  # no object in the clip (rare): nothing to learn from
+                    bar.update(1)
+                    continue
+                result = train_step(self.step_module, self.optimizer, self.scaler, frames.to(self.device),
+                                    masks.to(self.device), config.amp)
+                totals.add(result)
+                self.point.iteration += 1
+                bar.update(1)
+                bar.set_postfix(loss=f'{result.loss.item():.4f}', mean=f'{totals.loss / totals.clips:.4f}')
+                if self.writer is not None:
+                    self.writer.add_scalar('iteration/loss', result.loss.item(), self.point.iteration)
+                    self.writer.add_scalar('iteration/cross_entropy', result.cross_entropy.item(),
+                                           self.point.iteration)
+                    self.writer.add_scalar('iteration/uncertainty', result.uncertainty.item(), self.point.iteration)
+        bar.close()
+
+        totals = totals.over_processes(self.process, self.device)
+        if totals.clips == 0:
+            raise UserError(f'{config.dataset}: epoch {epoch} found no clip with an object in its first frame; '
+                            f'check that the masks label objects (non-zero indices)')
+        means = totals.means()
+        improved = means['loss'] < self.point.best_loss
+        if improved:
+            self.point.best_loss = means['loss']
+        self.say(f'epoch {epoch}: mean loss {means["loss"]:.5f} (cross-entropy {means["cross_entropy"]:.5f}, '
+                 f'uncertainty {means["uncertainty"]:.5f}) over {totals.clips} clips'
+                 + (', best so far' if improved else ''))
+        if self.writer is not None:
+            for name, value in means.items():
+                self.writer.add_scalar(f'epoch/{name}', value, epoch)
+            self.writer.add_scalar('epoch/learning_rate', lr, epoch)
+            self.writer.flush()
+        if config.log:
+            self.save(epoch, means['loss'], improved)
+        self.scheduler.step()
+
+    def save(self, epoch, loss, improved):
+        """Write this epoch's checkpoints (rank 0), with every process's RNG state for an exact resume."""
+        rng_states = _gather_from_all(capture_rng_state(self.device), self.process)
+        if not self.process.is_main:
+            return
+        paths = write_epoch_checkpoints(
+            os.path.join(self.log_dir, 'model'), self.model, self.optimizer, epoch, loss, self.seed, improved,
+            best_loss=self.point.best_loss, iteration=self.point.iteration, log_dir=self.log_dir,
+            rng_states=rng_states, scaler=self.scaler.state_dict())
+        self.say('saved ' + ', '.join(os.path.basename(path) for path in paths))
+
+    def check_replicas_agree(self):
+        """Under torchrun: check that every process ends with the same weights (DDP keeps them so); print digests."""
+        if not self.process.distributed:
+            return
+        digests = _gather_from_all(weights_digest(self.model.state_dict()), self.process)
+        if len(set(digests)) != 1:
+            raise RuntimeError(f'training processes ended with different weights: {digests}')
+        self.say('weights digest per process: ' + ' '.join(digests))
+
+
+def train(config):
+    """Train as `config` says, in this process or as one torchrun process; returns a TrainingOutcome."""
+    check_config(config)
+    process = process_info()
+    device = training_device(config.device, process)
+    if config.amp and device.type != 'cuda':
+        raise UserError(f'--amp: mixed precision training needs a CUDA device (this run is on {device}); '
+                        f'drop --amp')
+    if process.distributed and device.type == 'cuda':
+        torch.cuda.set_device(device)  # NCCL's collectives run on the current device
+    with process_group('nccl' if device.type == 'cuda' else 'gloo'):
+        return Trainer(config, process, device).run()

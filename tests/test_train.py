@@ -1,0 +1,316 @@
+"""train.py and model.trainer on small synthetic datasets, on the CPU.
+
+Runs start from a recipe checkpoint with --resume ... --new (no ImageNet download),
+at 32x32 with 3-frame clips and one or two clips per epoch.
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import train as train_script
+from model.network import AFBURR
+from model.trainer import (ClipLossModule, Trainer, TrainingConfig, restore_training_state, train, train_step,
+                           weights_digest)
+from model.training_step import freeze_batchnorm
+from tests.support.recipe import recipe_state_dict, write_recipe_checkpoint
+from tests.support.synth import moving_shapes, write_davis
+from utils.checkpoint import load_weights, model_state, read_checkpoint
+from utils.distributed import ProcessInfo
+from utils.masks import write_label_mask
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(REPO, 'train.py')
+RELEASED_KEYS = {'epoch', 'model', 'optimizer', 'loss', 'seed'}
+SEED = 3
+SMALL = ['--device', 'cpu', '--output-size', '32', '--clip-n', '3', '--workers', '0', '--seed', str(SEED)]
+RUN_TIMEOUT = 300
+
+
+def _write_video_frames(root, name, frames, masks):
+    """A YouTube-VOS train video (level 2): every frame and its mask, named like YouTube frames."""
+    for t, (frame, mask) in enumerate(zip(frames, masks)):
+        os.makedirs(os.path.join(root, 'JPEGImages', name), exist_ok=True)
+        Image.fromarray(frame).save(os.path.join(root, 'JPEGImages', name, f'{5 * t:05d}.jpg'), quality=95)
+        write_label_mask(os.path.join(root, 'Annotations', name, f'{5 * t:05d}.png'), mask)
+
+
+def _write_pretrain_set(root, set_name, frames, masks):
+    """Static images and masks in the layout unify_pretrain_dataset.py writes (level 0)."""
+    os.makedirs(os.path.join(root, 'JPEGImages', set_name), exist_ok=True)
+    for i, (frame, mask) in enumerate(zip(frames, masks)):
+        Image.fromarray(frame).save(os.path.join(root, 'JPEGImages', set_name, f'img_{i:03d}.jpg'), quality=95)
+        write_label_mask(os.path.join(root, 'Annotations', set_name, f'img_{i:03d}.png'), mask)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """These runs are tiny: one thread is as fast, and stays fast when other work shares the cores
+    (oversubscribed threads made them several times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def remove_run_files(tmp_path):
+    """Each run writes checkpoints of about 400 MB, and pytest keeps the temporary folders of recent sessions."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('train_data')
+    paths = {name: str(root / name) for name in ('davis', 'youtube', 'pretrain')}
+    for i in range(3):
+        frames, masks = moving_shapes(10 + i, 5, 48, 64, 2)
+        write_davis(paths['davis'], f'seq{i}', frames, masks, split='train')
+        if i < 2:
+            _write_video_frames(paths['youtube'], f'vid{i}', frames, masks)
+    frames, masks = moving_shapes(20, 3, 48, 64, 2)
+    _write_pretrain_set(paths['pretrain'], 'ECSSD', frames, masks)
+    paths['recipe'] = write_recipe_checkpoint(0, str(root / 'recipe.pth'))
+    yield paths
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def run_train(args, cwd, env=None, launcher=()):
+    """train.py in a new interpreter (optionally under a launcher such as torchrun), one thread each; must succeed."""
+    env = dict(os.environ if env is None else env, OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, *launcher, TRAIN, *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, f'rc {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}'
+    return result
+
+
+def log_folders(cwd):
+    root = os.path.join(cwd, 'logs')
+    return sorted(os.path.join(root, name) for name in os.listdir(root)) if os.path.isdir(root) else []
+
+
+def check_released_checkpoint(path):
+    """The checkpoint has the released keys and its weights load strictly into AFBURR; returns it."""
+    checkpoint = read_checkpoint(path)
+    assert RELEASED_KEYS <= set(checkpoint)
+    assert isinstance(checkpoint['epoch'], int) and isinstance(checkpoint['seed'], int)
+    assert isinstance(checkpoint['loss'], float) and np.isfinite(checkpoint['loss'])
+    assert set(checkpoint['model']) == set(AFBURR().state_dict())  # no 'module.' prefix either
+    load_weights(AFBURR(), checkpoint, path)
+    return checkpoint
+
+
+def check_epoch_files(log_dir, epochs_improved):
+    """model/ holds final.pth, best.pth and one epoch_<NNN>_loss_<x.xxx>.pth per improving epoch, nothing else."""
+    names = set(os.listdir(os.path.join(log_dir, 'model')))
+    epoch_files = {name for name in names if name.startswith('epoch_')}
+    assert names == {'final.pth', 'best.pth'} | epoch_files
+    assert sorted(int(re.fullmatch(r'epoch_(\d{3})_loss_\d+\.\d{3}\.pth', name).group(1))
+                  for name in epoch_files) == epochs_improved
+    return epoch_files
+
+
+@pytest.fixture(scope='module')
+def davis_run(data, tmp_path_factory):
+    """One epoch of two clips on synthetic DAVIS with --log, DataLoader workers in use."""
+    cwd = str(tmp_path_factory.mktemp('davis_run'))
+    result = run_train(['--level', '1', '--dataset', data['davis'], '--resume', data['recipe'], '--new', '--log',
+                        '--max-iters', '2', '--total-epochs', '1', *SMALL, '--workers', '1'], cwd)
+    yield cwd, result
+    shutil.rmtree(cwd, ignore_errors=True)
+
+
+def test_davis_run_writes_released_checkpoints(davis_run):
+    cwd, result = davis_run
+    [log_dir] = log_folders(cwd)
+    assert re.fullmatch(r'level1_\d{8}-\d{6}', os.path.basename(log_dir))
+    [epoch_file] = check_epoch_files(log_dir, [0])
+    final = check_released_checkpoint(os.path.join(log_dir, 'model', 'final.pth'))
+    assert final['epoch'] == 0 and final['seed'] == SEED
+    assert epoch_file == f'epoch_000_loss_{final["loss"]:.3f}.pth'
+    assert weights_digest(check_released_checkpoint(os.path.join(log_dir, 'model', 'best.pth'))['model']) == \
+        weights_digest(final['model'])
+    assert len(final['optimizer']['state']) == len(list(AFBURR().parameters()))
+    assert os.listdir(os.path.join(log_dir, 'log'))[0].startswith('events.out.tfevents')
+    assert 'over 2 clips' in result.stdout
+
+
+def train_in_process(args, cwd, monkeypatch, capsys):
+    """train.py's main in this process (the model code is already warm), from folder `cwd`; returns its stdout."""
+    monkeypatch.chdir(cwd)
+    rc = train_script.main(args)
+    out, err = capsys.readouterr()
+    assert rc == 0, f'{out}\n{err[-4000:]}'
+    return out
+
+
+@pytest.mark.parametrize('level, name, epochs_flag', [(2, 'youtube', '--total-epoch'),
+                                                       (0, 'pretrain', '--total-epochs')])
+def test_youtube_and_pretrain_runs_restart_at_epoch_0_with_new(data, tmp_path, monkeypatch, capsys,
+                                                                level, name, epochs_flag):
+    later = read_checkpoint(data['recipe'])
+    later['epoch'] = 7
+    torch.save(later, tmp_path / 'epoch7.pth')
+    out = train_in_process(['--level', str(level), '--dataset', data[name], '--resume', 'epoch7.pth', '--new',
+                            '--log', '--max-iters', '1', epochs_flag, '1', *SMALL], tmp_path, monkeypatch, capsys)
+    [log_dir] = log_folders(str(tmp_path))
+    assert os.path.basename(log_dir).startswith(f'level{level}_')
+    check_epoch_files(log_dir, [0])
+    assert check_released_checkpoint(os.path.join(log_dir, 'model', 'final.pth'))['epoch'] == 0
+    assert 'epoch 0: mean loss' in out
+
+
+def test_total_epoch_is_an_alias_of_total_epochs():
+    assert train_script.parse_args(['--dataset', 'd', '--level', '1', '--total-epoch', '7']).total_epochs == 7
+    assert train_script.parse_args(['--dataset', 'd', '--level', '1', '--total-epochs', '8']).total_epochs == 8
+
+
+def test_resume_continues_at_the_next_epoch_in_the_run_folder(data, davis_run, tmp_path, monkeypatch, capsys):
+    cwd, _ = davis_run
+    [log_dir] = log_folders(cwd)
+    before = read_checkpoint(os.path.join(log_dir, 'model', 'final.pth'))
+    before['log_dir'] = str(tmp_path / 'run')  # continue in a folder of this test's own
+    torch.save(before, tmp_path / 'epoch0.pth')
+    out = train_in_process(['--level', '1', '--dataset', data['davis'], '--resume', 'epoch0.pth', '--log',
+                            '--max-iters', '1', '--total-epochs', '2', *SMALL, '--seed', '99'],
+                           tmp_path, monkeypatch, capsys)
+    assert 'resumed from epoch0.pth at epoch 1' in out
+    assert log_folders(str(tmp_path)) == []  # no new run folder: the checkpoint's is used
+    after = check_released_checkpoint(str(tmp_path / 'run' / 'model' / 'final.pth'))
+    assert after['epoch'] == 1 and after['seed'] == SEED  # the run keeps its seed
+    assert after['iteration'] == before['iteration'] + 1
+    for index, state in before['optimizer']['state'].items():  # Adam's moments went on from the checkpoint's
+        assert after['optimizer']['state'][index]['step'].item() == state['step'].item() + 1
+
+
+def test_restoring_a_checkpoint_gives_its_optimizer_state(davis_run):
+    cwd, _ = davis_run
+    [log_dir] = log_folders(cwd)
+    path = os.path.join(log_dir, 'model', 'final.pth')
+    checkpoint = read_checkpoint(path)
+    model = load_weights(AFBURR(), checkpoint, path)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0)
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    point = restore_training_state(checkpoint, path, optimizer, scaler, ProcessInfo())
+    assert (point.start_epoch, point.best_loss, point.log_dir) == (1, checkpoint['best_loss'], log_dir)
+    restored = optimizer.state_dict()
+    assert restored['param_groups'] == checkpoint['optimizer']['param_groups']
+    assert restored['state'].keys() == checkpoint['optimizer']['state'].keys()
+    for index, state in checkpoint['optimizer']['state'].items():
+        for name, value in state.items():
+            assert torch.equal(restored['state'][index][name], value)
+    assert torch.equal(torch.get_rng_state(), checkpoint['rng_states'][0]['torch'])
+
+
+def _config(data, **changes):
+    settings = dict(dataset=data['davis'], level=1, device='cpu', seed=5, lr=1e-4, scheduler_step=1, max_iters=1,
+                    workers=0, output_size=32, clip_n=3, total_epochs=2)
+    settings.update(changes)
+    return TrainingConfig(**settings)
+
+
+def test_stopping_and_resuming_trains_exactly_like_one_run(data, tmp_path):
+    straight = Trainer(_config(data, resume=data['recipe'], new=True), ProcessInfo(), torch.device('cpu'))
+    straight.run()
+    first = train(_config(data, resume=data['recipe'], new=True, total_epochs=1, log=True, log_root=str(tmp_path)))
+    second = train(_config(data, resume=os.path.join(first.log_dir, 'model', 'final.pth'), log=True))
+    assert second.log_dir == first.log_dir
+    resumed = read_checkpoint(os.path.join(first.log_dir, 'model', 'final.pth'))
+    assert resumed['epoch'] == 1
+    assert weights_digest(resumed['model']) == weights_digest(straight.model.state_dict())
+    expected = straight.optimizer.state_dict()
+    assert resumed['optimizer']['param_groups'][0]['lr'] == 1e-4 / 2  # halved after epoch 0 in both runs
+    for index, state in expected['state'].items():
+        for name, value in state.items():
+            assert torch.equal(resumed['optimizer']['state'][index][name], value)
+
+
+def test_training_on_one_clip_lowers_its_loss():
+    frames, labels = moving_shapes(7, 3, 32, 32, 2)
+    frames = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    masks = F.one_hot(torch.from_numpy(labels).long(), 3).permute(0, 3, 1, 2).float()
+    torch.manual_seed(0)
+    model = AFBURR()
+    model.load_state_dict(recipe_state_dict(0))
+    model.train()
+    freeze_batchnorm(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    step_module = ClipLossModule(model)
+    losses = [train_step(step_module, optimizer, scaler, frames, masks).loss.item() for _ in range(4)]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_under_torchrun_keep_identical_weights_and_one_set_of_checkpoints(data, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')}
+    if os.path.exists('/sys/class/net/lo'):
+        env['GLOO_SOCKET_IFNAME'] = 'lo'
+    launcher = ['-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
+                '--master_port', str(_free_port())]
+    # torchrun rejects '--log' as an abbreviation of its own options: the alias --logging is for it.
+    result = run_train(['--level', '1', '--dataset', data['davis'], '--resume', data['recipe'], '--new',
+                        '--logging', '--max-iters', '1', '--total-epochs', '1', *SMALL], str(tmp_path),
+                       env=env, launcher=launcher)
+    [log_dir] = log_folders(str(tmp_path))
+    check_epoch_files(log_dir, [0])
+    assert result.stdout.count('epoch 0: mean loss') == 1  # only rank 0 prints
+    assert 'over 2 clips' in result.stdout  # one clip from each process
+    [line] = [line for line in result.stdout.splitlines() if line.startswith('weights digest per process:')]
+    digests = line.split(':', 1)[1].split()
+    final = check_released_checkpoint(os.path.join(log_dir, 'model', 'final.pth'))
+    assert digests == [weights_digest(model_state(final))] * 2
+
+
+def test_training_from_scratch_offline_says_how_to_get_the_imagenet_weights(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))  # no cached weights: a download is tried
+    for name in ('https_proxy', 'HTTPS_PROXY'):  # and fails at once, as offline, even where there is a network
+        monkeypatch.setenv(name, 'http://127.0.0.1:9')
+    monkeypatch.delenv('no_proxy', raising=False)
+    monkeypatch.delenv('NO_PROXY', raising=False)
+    assert train_script.main(['--level', '1', '--dataset', data['davis'], '--max-iters', '1', '--total-epochs', '1',
+                              *SMALL]) == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line.startswith('error: could not download the ImageNet ResNet-50 weights')
+    assert 'resnet50-0676ba61.pth' in last_line and '--resume' in last_line
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--device', 'cpu', '--amp'], '--amp: mixed precision training needs a CUDA device'),
+    (['--device', 'cpu', '--output-size', '40'], '--output-size 40: must be a positive multiple of 16'),
+    (['--device', 'cpu', '--clip-n', '1'], '--clip-n 1: a clip needs at least 2 frames'),
+    (['--device', 'cpu', '--resume', 'missing.pth'], 'missing.pth: checkpoint file not found'),
+])
+def test_bad_settings_give_one_error_line(data, capsys, flags, message):
+    assert train_script.main(['--level', '1', '--dataset', data['davis'], *flags]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith('error: ') and message in error and '\n' not in error
+
+
+def test_resuming_a_weights_only_checkpoint_asks_for_new(data, capsys):
+    assert train_script.main(['--level', '1', '--dataset', data['davis'], '--resume', data['recipe'],
+                              '--device', 'cpu', '--output-size', '32']) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f'error: {data["recipe"]}: holds no optimizer state') and 'add --new' in error
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message on a machine without CUDA')
+def test_default_gpu_without_cuda_says_how_to_use_the_cpu(data, capsys):
+    assert train_script.main(['--level', '1', '--dataset', data['davis']]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith('error: --gpu cuda:0: CUDA is not available') and '--device cpu' in error
