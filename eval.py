@@ -10,7 +10,7 @@ import sys
 import time
 
 from dataset import eval_sets
-from dataset.frame_stream import stream_video_file, video_fps
+from dataset.frame_stream import stream_video_file, video_fps, video_frame_count
 from model.evaluation import OutputFolders, is_done, segment_frames, segment_sequence
 from model.loading import load_model
 from model.propagation import BankOptions, object_labels_of
@@ -146,7 +146,7 @@ def run_video(args, model):
         items = stream_video_file(args.video, args.mask)
         labels = object_labels_of(read_label_mask(args.mask), source=args.mask)
         report = segment_frames(model, items, labels, folders, BankOptions(args.budget, args.update_rate, args.merge_thres),
-                                fps=video_fps(args.video), name=name)
+                                fps=video_fps(args.video), total=video_frame_count(args.video) or None, name=name)
     print(report.summary())
     print(f'masks in {folders.masks}' + (f', overlay video {folders.overlay_video}' if folders.overlays else ''))
 

@@ -20,7 +20,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import to_tensor
 
-from dataset.eval_sets import Sequence, frame_folder_sequence  # noqa: F401  (frame_folder_sequence re-exported)
 from utils.errors import UserError
 from utils.masks import read_label_mask
 

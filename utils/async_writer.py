@@ -3,8 +3,7 @@
     with AsyncWriter(workers=2) as writer:
         writer.write_mask(path, labels)                  # palette PNG (utils.masks.write_label_mask)
         writer.write_overlay(path, image_rgb, labels, video)  # overlay PNG (+ MP4 frame, in order)
-        writer.append_frame(mp4_writer, frame_rgb)       # video frames: kept in submission order
-        writer.submit(fn, *args)                         # any job
+        writer.submit(fn, *args)                         # any job; submit_ordered keeps submission order
     # leaving the block waits for every job and re-raises the first job error here
 
 Unordered jobs (PNG files) run on a small pool of threads; ordered jobs (video frames,
@@ -12,7 +11,7 @@ a video writer's close) run one at a time, in submission order, on one more thre
 Both queues are bounded: when the writer falls `max_pending` jobs behind, submitting
 blocks, which keeps memory bounded. The arrays passed to the helper methods are copied,
 so the caller may reuse its buffers. Once a job has failed, later jobs are skipped and
-the next submit / flush / close raises that first error.
+the next submit or close raises that first error.
 """
 import os
 import queue
@@ -55,10 +54,6 @@ class AsyncWriter:
         """Write a uint8 (H, W) label array as a palette PNG (atomically)."""
         self.submit(write_label_mask, path, np.array(labels, dtype=np.uint8))
 
-    def write_image(self, path, image_rgb):
-        """Write a uint8 (H, W, 3) RGB image (format from the extension), atomically."""
-        self.submit(_write_image, path, np.array(image_rgb, dtype=np.uint8))
-
     def write_overlay(self, path, image_rgb, labels, video_writer=None):
         """Write overlay(image_rgb, labels) as an image file, atomically, and append it to
         `video_writer` if given (then in order with the other ordered jobs)."""
@@ -66,21 +61,11 @@ class AsyncWriter:
         submit(_write_overlay, path, np.array(image_rgb, dtype=np.uint8), np.array(labels, dtype=np.uint8),
                video_writer)
 
-    def append_frame(self, video_writer, frame_rgb):
-        """video_writer.write(frame_rgb), in submission order with the other ordered jobs."""
-        self.submit_ordered(video_writer.write, np.array(frame_rgb, dtype=np.uint8))
-
     def close_video(self, video_writer):
         """video_writer.close() once all frames submitted before it are written."""
         self.submit_ordered(video_writer.close)
 
     # ------------------------------------------------------------ waiting
-    def flush(self):
-        """Wait until every submitted job has run; raise the first job error, if any."""
-        self._pool_queue.join()
-        self._ordered_queue.join()
-        self._raise_error()
-
     def close(self, raise_errors=True):
         """Wait for all jobs, stop the threads and (by default) re-raise the first job error."""
         if not self._closed:
