@@ -56,8 +56,18 @@ class FeatureBank:
         self.peak_n = [0] * obj_n
         self.removed_n = [0] * obj_n
 
+    def _check_frame_fits(self, n_features):
+        """A frame's features must fit one object's budget, or the bank would empty itself (the
+        released code crashes there); say which budget would do."""
+        if n_features > self.class_budget:
+            raise UserError(
+                f'--budget {self.budget} leaves {self.class_budget:g} features per object for {self.obj_n} '
+                f'objects (background included), fewer than the {n_features} features one frame adds; '
+                f'use --budget {math.ceil(n_features / _budget_factor(self.obj_n)) * self.obj_n} or more')
+
     def init(self, keys, values, frame_index=0):
         """Start (or restart) every object's bank from one frame's features."""
+        self._check_frame_fits(keys[0].shape[1])
         for i in range(self.obj_n):
             self.keys[i] = keys[i]
             self.values[i] = values[i]
@@ -75,6 +85,7 @@ class FeatureBank:
 
     def update(self, keys, values, frame_index):
         """Absorb one frame's features (per object (128, m) keys and (512, m) values)."""
+        self._check_frame_fits(keys[0].shape[1])
         for i in range(self.obj_n):
             similarity = torch.mm(F.normalize(self.keys[i], dim=0).t(), F.normalize(keys[i], dim=0))
             targets = similarity.argmax(dim=0)
@@ -98,11 +109,6 @@ class FeatureBank:
 
     def _remove(self, obj, request, frame_index):
         """Evict the least frequently used entries until `request` new ones fit the budget."""
-        if request > self.class_budget:
-            raise UserError(
-                f'--budget {self.budget} leaves {self.class_budget:g} features per object for {self.obj_n} '
-                f'objects (background included), fewer than the {request} features one frame adds; '
-                f'use --budget {math.ceil(request / _budget_factor(self.obj_n)) * self.obj_n} or more')
         old_n = self.keys[obj].shape[1]
         frequency = self.usage[obj] / (frame_index - self.added[obj])
         threshold = int(frequency.min()) + 1

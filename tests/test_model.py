@@ -145,6 +145,9 @@ def test_usage_is_clamped_and_counted_as_log():
 
 
 def test_budget_smaller_than_one_frame_gives_a_clear_error():
-    bank = bank_of(torch.eye(4), torch.eye(4), budget=2)
-    with pytest.raises(UserError, match=r'--budget 2 .* fewer than the 4 features one frame adds'):
-        bank.update([-torch.eye(4)], [-torch.eye(4)], frame_index=1)
+    bank = FeatureBank(1, budget=3)
+    with pytest.raises(UserError, match=r'--budget 3 .* fewer than the 4 features one frame adds; use --budget 4 '):
+        bank.init([torch.eye(4)], [torch.eye(4)])
+    bank = bank_of(torch.eye(4), torch.eye(4), budget=4)
+    with pytest.raises(UserError, match=r'fewer than the 5 features one frame adds'):
+        bank.update([-torch.ones(4, 5)], [-torch.ones(4, 5)], frame_index=1)
