@@ -16,7 +16,7 @@ from model.loading import load_model
 from model.propagation import BankOptions, object_labels_of
 from utils import metrics
 from utils.device import device_name, select_device
-from utils.distributed import gather_on_main, process_group
+from utils.distributed import gather_from_all, process_group
 from utils.download import resolve_checkpoint
 from utils.errors import UserError
 from utils.masks import read_label_mask
@@ -94,7 +94,7 @@ def select_sequences(args):
 
 
 def score(args, sequences, results_dir, process):
-    """Score this process's share, gather on rank 0, which prints and writes the tables."""
+    """Score this process's share; rank 0 merges every share and prints and writes the tables."""
     protocol = LEVELS[args.level][2]
     if protocol is None:
         if process.is_main:
@@ -105,7 +105,7 @@ def score(args, sequences, results_dir, process):
     mine = [s.name for s in sequences[process.rank::process.world_size]]
     rows = {name: metrics.score_sequence(results_dir, lambda n: by_name[n].annotation_dir, name, protocol)
             for name in mine}
-    gathered = gather_on_main(rows)
+    gathered = gather_from_all(rows)
     if not process.is_main:
         return
     merged = {name: objects for part in gathered for name, objects in part.items()}

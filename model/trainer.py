@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -38,7 +37,8 @@ from model.rng_state import capture_rng_state, restore_rng_state, seed_everythin
 from model.training_step import clip_loss, freeze_batchnorm
 from utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from utils.device import select_device
-from utils.distributed import process_group, process_info
+from utils.distributed import (broadcast_from_main, gather_from_all, process_group, process_info,
+                               sum_over_processes)
 from utils.errors import UserError
 
 LOG_ROOT = 'logs'
@@ -98,33 +98,6 @@ def training_device(device, process):
     return device
 
 
-def _broadcast_from_main(value, process):
-    """Rank 0's `value` (any picklable object) on every process."""
-    if not process.distributed:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
-def _gather_from_all(value, process):
-    """[value of rank 0, value of rank 1, ...] on every process."""
-    if not process.distributed:
-        return [value]
-    gathered = [None] * process.world_size
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-def _sum_over_processes(numbers, process, device):
-    """Element-wise sums of a list of numbers over all processes."""
-    if not process.distributed:
-        return list(numbers)
-    total = torch.tensor(numbers, dtype=torch.float64, device=device)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total.tolist()
-
-
 class ClipLossModule(nn.Module):
     """The network with the clip loss as its forward, so DistributedDataParallel sees one call per step."""
 
@@ -169,10 +142,10 @@ class LossTotals:
         return {'loss': self.loss / count, 'cross_entropy': self.cross_entropy / count,
                 'uncertainty': self.uncertainty / count}
 
-    def over_processes(self, process, device):
+    def over_processes(self, device):
         """These totals summed over all training processes."""
-        loss, cross_entropy, uncertainty, clips = _sum_over_processes(
-            [self.loss, self.cross_entropy, self.uncertainty, self.clips], process, device)
+        loss, cross_entropy, uncertainty, clips = sum_over_processes(
+            [self.loss, self.cross_entropy, self.uncertainty, self.clips], device)
         return LossTotals(loss, cross_entropy, uncertainty, int(clips))
 
 
@@ -254,12 +227,12 @@ class TrainingOutcome:
     log_dir: str  # the run's folder; None without --log and on ranks other than 0
 
 
-def _run_seed(config, checkpoint, resuming, process):
+def _run_seed(config, checkpoint, resuming):
     if resuming and int(checkpoint.get('seed', -1)) >= 0:
         return int(checkpoint['seed'])
     if config.seed >= 0:
         return config.seed
-    return _broadcast_from_main(int(time.time()), process)
+    return broadcast_from_main(int(time.time()))
 
 
 class Trainer:
@@ -271,7 +244,7 @@ class Trainer:
         self.device = device
         checkpoint = read_checkpoint(config.resume) if config.resume else None
         resuming = checkpoint is not None and not config.new
-        self.seed = _run_seed(config, checkpoint, resuming, process)
+        self.seed = _run_seed(config, checkpoint, resuming)
         seed_everything(self.seed + process.rank)
 
         self.dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
@@ -376,7 +349,7 @@ class Trainer:
                     self.writer.add_scalar('iteration/uncertainty', result.uncertainty.item(), self.point.iteration)
         bar.close()
 
-        totals = totals.over_processes(self.process, self.device)
+        totals = totals.over_processes(self.device)
         if totals.clips == 0:
             raise UserError(f'{config.dataset}: epoch {epoch} found no clip with an object in its first frame; '
                             f'check that the masks label objects (non-zero indices)')
@@ -398,7 +371,7 @@ class Trainer:
 
     def save(self, epoch, loss, improved):
         """Write this epoch's checkpoints (rank 0), with every process's RNG state for an exact resume."""
-        rng_states = _gather_from_all(capture_rng_state(self.device), self.process)
+        rng_states = gather_from_all(capture_rng_state(self.device))
         if not self.process.is_main:
             return
         paths = write_epoch_checkpoints(
@@ -411,7 +384,7 @@ class Trainer:
         """Under torchrun: check that every process ends with the same weights (DDP keeps them so); print digests."""
         if not self.process.distributed:
             return
-        digests = _gather_from_all(weights_digest(self.model.state_dict()), self.process)
+        digests = gather_from_all(weights_digest(self.model.state_dict()))
         if len(set(digests)) != 1:
             raise RuntimeError(f'training processes ended with different weights: {digests}')
         self.say('weights digest per process: ' + ' '.join(digests))

@@ -245,12 +245,15 @@ def test_pretrain_clips(tmp_path):
     assert isinstance(training_dataset(0, root, sets=['COCO'], output_size=S), PretrainImages)
 
 
+def flat_dataset(flat_roots, level, clip_n):
+    """The level's dataset over the flat-colour layouts (pretraining: its ECSSD set)."""
+    sets = {'sets': ['ECSSD']} if level == 0 else {}
+    return training_dataset(level, flat_roots[level], output_size=S, clip_n=clip_n, obj_n=3, **sets)
+
+
 @pytest.mark.parametrize('level', [0, 1, 2])
 def test_masks_stay_aligned_with_frames(flat_roots, level):
-    options = dict(output_size=S, clip_n=4, obj_n=3)
-    if level == 0:
-        options['sets'] = ['ECSSD']
-    ds = training_dataset(level, flat_roots[level], **options)
+    ds = flat_dataset(flat_roots, level, clip_n=4)
     moved = 0
     for seed in range(4):
         seed_all(seed)
@@ -264,10 +267,7 @@ def test_masks_stay_aligned_with_frames(flat_roots, level):
 
 @pytest.mark.parametrize('level', [0, 1, 2])
 def test_fixed_seed_gives_the_same_clip(flat_roots, level):
-    options = dict(output_size=S, clip_n=3, obj_n=3)
-    if level == 0:
-        options['sets'] = ['ECSSD']
-    ds = training_dataset(level, flat_roots[level], **options)
+    ds = flat_dataset(flat_roots, level, clip_n=3)
     items = []
     for seed in (5, 5, 6):
         seed_all(seed)

@@ -1,8 +1,11 @@
-"""torchrun support: this process's rank, the process group, and gathering results on rank 0."""
+"""torchrun support: this process's rank, the process group, and the few collectives eval and training need.
+
+Without torchrun (no process group) each collective is the single-process identity."""
 import contextlib
 import os
 from dataclasses import dataclass
 
+import torch
 import torch.distributed as dist
 
 
@@ -41,10 +44,32 @@ def process_group(backend='gloo'):
         dist.destroy_process_group()
 
 
-def gather_on_main(value):
-    """Every process's `value` as a list (rank order) on rank 0; None on other ranks."""
-    if not (dist.is_available() and dist.is_initialized()):
+def _joined():
+    return dist.is_available() and dist.is_initialized()
+
+
+def broadcast_from_main(value):
+    """Rank 0's `value` (any picklable object) on every process."""
+    if not _joined():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_from_all(value):
+    """[value of rank 0, value of rank 1, ...] (any picklable objects) on every process."""
+    if not _joined():
         return [value]
-    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(value, gathered, dst=0)
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
     return gathered
+
+
+def sum_over_processes(numbers, device):
+    """Element-wise sums of a list of numbers over all processes."""
+    if not _joined():
+        return list(numbers)
+    total = torch.tensor(numbers, dtype=torch.float64, device=device)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.tolist()
