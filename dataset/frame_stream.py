@@ -40,6 +40,11 @@ class _Failure:
     message: str
 
 
+def rgb_to_tensor(rgb):
+    """A uint8 (H, W, 3) RGB array as float (3, H, W) in [0, 1], as torchvision's to_tensor gives."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous().float().div(255)
+
+
 def resized_size(height, width, resize_height):
     """(h, w) after the YouTube-VOS rule: frames at least `resize_height` tall go to that height, aspect kept."""
     if resize_height is None or height < resize_height:
@@ -226,7 +231,7 @@ def _video_items(path, given_mask_path, prefetch, resize_height):
                     rgb = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.BICUBIC))
                     if given is not None:
                         given = np.array(Image.fromarray(given).resize((new_w, new_h), Image.NEAREST))
-                frame = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous().float().div(255)
+                frame = rgb_to_tensor(rgb)
                 if not put(FrameItem(index=index, name=f'{index:05d}', frame=frame, given=given,
                                      original_size=(height, width))):
                     return

@@ -11,7 +11,7 @@ with the video's length beyond the feature bank's budget.
 import numpy as np
 import torch
 
-from dataset.frame_stream import FrameItem
+from dataset.frame_stream import FrameItem, rgb_to_tensor
 from model.loading import load_model
 from model.propagation import BankOptions, Propagation, object_labels_of
 from utils.device import select_device
@@ -28,7 +28,7 @@ def frame_tensor(frame):
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise UserError(f'a frame array must be RGB uint8 (H, W, 3), got {frame.dtype} {frame.shape}')
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(255)
+    return rgb_to_tensor(frame)
 
 
 class Segmenter:
