@@ -5,6 +5,7 @@ overlays and overlay MP4 are written by a background writer, so neither decoding
 nor encoding stalls the model. Outputs are written atomically; a video whose
 outputs all exist counts as done and is skipped on a rerun.
 """
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -76,30 +77,23 @@ def segment_frames(model, items, object_labels, folders, options=BankOptions(), 
     loop = Propagation(model, object_labels, options)
     report = VideoReport(name)
     bar = tqdm(total=total, desc=name, unit='frame', disable=not progress, leave=False)
-    video = Mp4Writer(folders.overlay_video, fps) if folders.overlays is not None else None
+    video = Mp4Writer(folders.overlay_video, fps) if folders.overlays is not None else contextlib.nullcontext()
     start = time.perf_counter()
-    with AsyncWriter() as writer:
-        try:
-            for output in loop.run(items):
-                item = output.item
-                bar.update(1)
-                report.frames += 1
-                if write is not None and not write(item.index):
-                    continue
-                labels = loop.labels(output.probabilities, size=item.original_size)
-                writer.write_mask(os.path.join(folders.masks, item.name + '.png'), labels)
-                if video is not None:
-                    small = labels if item.original_size in (None, tuple(item.frame.shape[-2:])) \
-                        else loop.labels(output.probabilities)
-                    writer.write_overlay(os.path.join(folders.overlays, item.name + '.png'), tensor_to_rgb(item.frame), small, video)
-            if video is not None:
-                writer.close_video(video)
-        except BaseException:
-            if video is not None:
-                writer.submit_ordered(video.abort)
-            raise
-        finally:
-            bar.close()
+    # The writer exits first, waiting for every job; then the MP4 is finished, or deleted on an error.
+    with video, AsyncWriter() as writer, bar:
+        for output in loop.run(items):
+            item = output.item
+            bar.update(1)
+            report.frames += 1
+            if write is not None and not write(item.index):
+                continue
+            labels = loop.labels(output.probabilities, size=item.original_size)
+            writer.write_mask(os.path.join(folders.masks, item.name + '.png'), labels)
+            if folders.overlays is not None:
+                small = labels if item.original_size in (None, tuple(item.frame.shape[-2:])) \
+                    else loop.labels(output.probabilities)
+                writer.write_overlay(os.path.join(folders.overlays, item.name + '.png'),
+                                     tensor_to_rgb(item.frame), small, video)
     report.seconds = time.perf_counter() - start
     if loop.bank is not None:
         report.bank = loop.bank.report()

@@ -175,3 +175,24 @@ def test_two_torchrun_processes_split_the_videos_and_match_one_process(tmp_path,
             name = f'seq{i}/{t:05d}.png'
             np.testing.assert_array_equal(read_label_mask(single / name), read_label_mask(multi / name))
     assert (single / 'global_results-val.csv').read_text() == (multi / 'global_results-val.csv').read_text()
+
+
+def test_a_corrupt_frame_stops_with_its_name_keeps_finished_masks_and_leaves_no_partial_video(tmp_path, recipe_checkpoint):
+    root = tmp_path / 'long'
+    frames, masks = moving_shapes(8, 6, 32, 48, 1)
+    write_long_video(root, 'clip', frames, masks)
+    corrupt = root / 'JPEGImages' / 'clip' / '00004.jpg'
+    corrupt.write_bytes(b'not a jpeg')
+    flags = ['--level', 3, '--dataset', root, '--resume', recipe_checkpoint, '--gpu', -1, '--viz', '--workers', 0,
+             '--output', tmp_path / 'output']
+    result = run_script('eval.py', *flags, check=False)
+    assert result.returncode == 2 and f'error: {corrupt}: cannot read frame image' in result.stderr
+    masks_dir = tmp_path / 'output' / 'AFB-URR_LongVideo' / 'clip'
+    assert {'00000.png', '00001.png', '00002.png'} <= set(os.listdir(masks_dir))
+    overlay_dir = tmp_path / 'overlay' / 'AFB-URR_LongVideo'
+    assert os.listdir(overlay_dir) == ['clip']           # no MP4, not even a temporary one
+    assert not [n for n in os.listdir(masks_dir) if n.startswith('.')]
+
+    Image.fromarray(frames[4]).save(corrupt)
+    run_script('eval.py', *flags)
+    assert (overlay_dir / 'clip.mp4').is_file() and len(os.listdir(masks_dir)) == 6

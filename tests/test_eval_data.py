@@ -299,7 +299,7 @@ def test_async_writer(tmp_path):
             buffer[:] = masks[t]  # reused buffer: the writer must have copied it
             writer.write_mask(str(tmp_path / 'masks' / f'{t:05d}.png'), buffer)
             writer.write_overlay(str(tmp_path / 'overlay' / f'{t:05d}.png'), frames[t], masks[t], video)
-        writer.close_video(video)
+    video.close()  # after the writer has run every frame job
     for t in range(6):
         np.testing.assert_array_equal(read_label_mask(str(tmp_path / 'masks' / f'{t:05d}.png')), masks[t])
         with Image.open(tmp_path / 'overlay' / f'{t:05d}.png') as image:

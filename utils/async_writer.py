@@ -6,8 +6,8 @@
         writer.submit(fn, *args)                         # any job; submit_ordered keeps submission order
     # leaving the block waits for every job and re-raises the first job error here
 
-Unordered jobs (PNG files) run on a small pool of threads; ordered jobs (video frames,
-a video writer's close) run one at a time, in submission order, on one more thread.
+Unordered jobs (PNG files) run on a small pool of threads; ordered jobs (video frames)
+run one at a time, in submission order, on one more thread.
 Both queues are bounded: when the writer falls `max_pending` jobs behind, submitting
 blocks, which keeps memory bounded. The arrays passed to the helper methods are copied,
 so the caller may reuse its buffers. Once a job has failed, later jobs are skipped and
@@ -61,11 +61,6 @@ class AsyncWriter:
         submit(_write_overlay, path, np.array(image_rgb, dtype=np.uint8), np.array(labels, dtype=np.uint8),
                video_writer)
 
-    def close_video(self, video_writer):
-        """video_writer.close() once all frames submitted before it are written."""
-        self.submit_ordered(video_writer.close)
-
-    # ------------------------------------------------------------ waiting
     def close(self, raise_errors=True):
         """Wait for all jobs, stop the threads and (by default) re-raise the first job error."""
         if not self._closed:
