@@ -20,6 +20,7 @@ from utils.distributed import gather_from_all, process_group
 from utils.download import resolve_checkpoint
 from utils.errors import UserError
 from utils.masks import read_label_mask
+from utils.names import path_inside
 
 LEVELS = {
     1: ('AFB-URR_DAVIS_17val', eval_sets.davis_sequences, 'davis'),
@@ -76,8 +77,9 @@ def output_folders(args, sequence_name):
     results = os.path.join(args.output, model_name(args))
     overlays = None
     if args.viz:
-        overlays = os.path.join(os.path.dirname(os.path.abspath(args.output)), 'overlay', model_name(args), sequence_name)
-    return OutputFolders(os.path.join(results, sequence_name), overlays)
+        overlay_root = os.path.join(os.path.dirname(os.path.abspath(args.output)), 'overlay', model_name(args))
+        overlays = path_inside(overlay_root, sequence_name)
+    return OutputFolders(path_inside(results, sequence_name), overlays)
 
 
 def select_sequences(args):

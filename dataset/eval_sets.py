@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from utils.errors import UserError
+from utils.names import check_plain_name, read_name_list
 
 FRAME_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 YOUTUBE_HEIGHT = 495
@@ -90,9 +91,7 @@ def _check_annotations(annotation_dir, frame_names, frames_dir):
 
 
 def _read_list(path):
-    with open(path) as f:
-        names = [line.strip() for line in f]
-    names = [n for n in names if n and not n.startswith('#')]
+    names = read_name_list(path)
     if not names:
         raise UserError(f'{path}: lists no sequences (expected one sequence name per line)')
     return names
@@ -179,6 +178,7 @@ def youtube_sequences(root):
     videos = _load_meta(meta_path)
     sequences = []
     for name in sorted(videos):
+        check_plain_name(name, f'{meta_path} (video id)')
         entry = videos[name]
         objects = entry.get('objects') if isinstance(entry, dict) else None
         if not isinstance(objects, dict) or not objects:
@@ -205,6 +205,7 @@ def youtube_sequences(root):
             if not isinstance(frames, list) or not frames:
                 raise UserError(f'{meta_path}: object {label} of video {name!r} lists no "frames"')
             for frame in frames:
+                check_plain_name(str(frame), f'{meta_path} (frame of object {label} of video {name!r})')
                 if str(frame) not in index:
                     raise UserError(f'{meta_path}: object {label} of video {name!r} lists frame {frame!r}, '
                                     f'which is not in {frames_dir}')

@@ -34,6 +34,7 @@ import torchvision.transforms.functional as F
 
 from dataset import transforms as P
 from utils.errors import UserError
+from utils.names import read_name_list
 from utils.masks import label_mask_image, read_label_mask
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -206,8 +207,7 @@ class DAVISTrain(_VideoDataset):
         list_path = os.path.join(root, 'ImageSets', '2017', f'{split}.txt')
         if not os.path.isfile(list_path):
             raise UserError(f'{list_path}: sequence list not found; {DAVIS_LAYOUT}')
-        with open(list_path) as f:
-            names = [line.strip() for line in f if line.strip()]
+        names = read_name_list(list_path)
         if not names:
             raise UserError(f'{list_path}: lists no sequence; {DAVIS_LAYOUT}')
         for name in names:
@@ -278,8 +278,7 @@ def read_pretrain_sets(path=DEFAULT_PRETRAIN_LIST):
     if not os.path.isfile(path):
         raise UserError(f'{path}: pretrain set list not found; it lists one set a line, '
                         f'from {", ".join(PRETRAIN_SETS)}')
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip() and not line.lstrip().startswith('#')]
+    return read_name_list(path)
 
 
 class PretrainImages(_ClipDataset):

@@ -33,6 +33,7 @@ from PIL import Image
 
 from utils.errors import UserError
 from utils.files import atomic_path
+from utils.names import check_plain_name, path_inside, read_name_list
 from utils.palette import FLAT_PALETTE
 
 SETS = ('COCO', 'ECSSD', 'MSRA10K', 'PASCAL-S', 'PASCALVOC2012')
@@ -240,8 +241,7 @@ def voc_items(src):
     images, masks = os.path.join(src, 'JPEGImages'), os.path.join(src, 'SegmentationObject')
     if not (os.path.isfile(listed) and os.path.isdir(images) and os.path.isdir(masks)):
         raise _layout_error('PASCALVOC2012', src)
-    with open(listed) as f:
-        names = [line.split()[0] for line in f if line.strip()]
+    names = read_name_list(listed)
     listing = Listing(items=[])
     for stem in names:
         image = os.path.join(images, stem + '.jpg')
@@ -264,14 +264,15 @@ def coco_items_from(coco, image_dir, listing=None, min_area=COCO_MIN_AREA):
     listing = listing if listing is not None else Listing(items=[])
     for image_id in sorted(coco.getImgIds()):
         info = coco.imgs[image_id]
-        path = os.path.join(image_dir, info['file_name'])
+        file_name = check_plain_name(info['file_name'], f'COCO annotations of {image_dir} (file_name of image {image_id})')
+        path = os.path.join(image_dir, file_name)
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None))
         kept = [ann['segmentation'] for ann in anns
                 if ann.get('area', 0) >= min_area and ann.get('segmentation')]
         if not kept:
             listing.skipped[f'no annotation with area >= {min_area}'].append(path)
             continue
-        stem = os.path.splitext(os.path.basename(info['file_name']))[0]
+        stem = os.path.splitext(file_name)[0]
         listing.items.append(Item(path, stem, 'coco', (int(info['height']), int(info['width']), kept)))
     return listing
 
@@ -331,8 +332,8 @@ def output_paths(item, dst, name):
     """(image, mask) output paths of an item."""
     ext = os.path.splitext(item.image)[1].lower()
     ext = '.jpg' if ext == '.jpeg' else ext
-    return (os.path.join(dst, 'JPEGImages', name, item.stem + ext),
-            os.path.join(dst, 'Annotations', name, item.stem + '.png'))
+    return (path_inside(dst, 'JPEGImages', name, item.stem + ext),
+            path_inside(dst, 'Annotations', name, item.stem + '.png'))
 
 
 def item_labels(item):
@@ -453,15 +454,9 @@ def _progress(total, name, enabled):
     return tqdm(total=total, desc=name, unit='img', disable=not enabled, dynamic_ncols=True)
 
 
-def read_set_names(path):
-    """The set names listed one per line in a text file such as assets/pretrain.txt."""
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
-
-
 __all__ = [
     'SETS', 'LAYOUTS', 'Item', 'Listing', 'Summary', 'colour_mask_to_labels', 'voc_mask_to_labels',
     'coco_label_mask', 'load_palette', 'msra10k_items', 'ecssd_items', 'pascal_s_items', 'voc_items',
     'coco_items', 'coco_items_from', 'list_items', 'output_paths', 'item_labels', 'write_mask',
-    'convert_item', 'unify', 'read_set_names',
+    'convert_item', 'unify',
 ]

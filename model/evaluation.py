@@ -16,6 +16,7 @@ from dataset.frame_stream import stream_frames
 from model.propagation import BankOptions, Propagation, object_labels_of
 from utils.async_writer import AsyncWriter
 from utils.masks import read_label_mask
+from utils.names import path_inside
 from utils.overlay import tensor_to_rgb
 from utils.video_writer import Mp4Writer
 
@@ -29,6 +30,12 @@ class OutputFolders:
     @property
     def overlay_video(self):
         return self.overlays.rstrip(os.sep) + '.mp4'
+
+    def mask_path(self, frame_name):
+        return path_inside(self.masks, frame_name + '.png')
+
+    def overlay_path(self, frame_name):
+        return path_inside(self.overlays, frame_name + '.png')
 
 
 @dataclass
@@ -88,11 +95,11 @@ def segment_frames(model, items, object_labels, folders, options=BankOptions(), 
             if write is not None and not write(item.index):
                 continue
             labels = loop.labels(output.probabilities, size=item.original_size)
-            writer.write_mask(os.path.join(folders.masks, item.name + '.png'), labels)
+            writer.write_mask(folders.mask_path(item.name), labels)
             if folders.overlays is not None:
                 small = labels if item.original_size in (None, tuple(item.frame.shape[-2:])) \
                     else loop.labels(output.probabilities)
-                writer.write_overlay(os.path.join(folders.overlays, item.name + '.png'),
+                writer.write_overlay(folders.overlay_path(item.name),
                                      tensor_to_rgb(item.frame), small, video)
     report.seconds = time.perf_counter() - start
     if loop.bank is not None:

@@ -7,7 +7,7 @@ import torch
 
 from model.loading import load_model
 from tests.support.recipe import write_recipe_checkpoint
-from utils.download import (ORIGINAL_DOWNLOAD_PAGE, RELEASED_CHECKPOINTS, checkpoint_cache_dir,
+from utils.download import (ORIGINAL_DOWNLOAD_PAGE, RELEASED_CHECKPOINTS, cached_file_name, checkpoint_cache_dir,
                             released_checkpoint_url, resolve_checkpoint)
 from utils.errors import UserError
 
@@ -36,8 +36,8 @@ def _closed_port_url(path):
 def test_url_is_downloaded_once_then_taken_from_the_cache(serve, checkpoint_bytes, tmp_path):
     base, server = serve({'/models/recipe.pth': checkpoint_bytes})
     path = resolve_checkpoint(f'{base}/models/recipe.pth', cache_dir=tmp_path)
-    assert path == str(tmp_path / 'recipe.pth')
-    assert os.listdir(tmp_path) == ['recipe.pth']
+    assert path == str(tmp_path / cached_file_name(f'{base}/models/recipe.pth'))
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
     model = load_model(path, 'cpu')
     assert not model.training
     assert resolve_checkpoint(f'{base}/models/recipe.pth', cache_dir=tmp_path) == path
@@ -46,7 +46,7 @@ def test_url_is_downloaded_once_then_taken_from_the_cache(serve, checkpoint_byte
 
 def test_cut_transfer_leaves_no_file_under_the_final_name_and_the_next_call_resumes(serve, checkpoint_bytes, tmp_path):
     base, server = serve({'/recipe.pth': checkpoint_bytes}, transfers_to_cut=1)
-    target = tmp_path / 'recipe.pth'
+    target = tmp_path / cached_file_name(f'{base}/recipe.pth')
     with pytest.raises(UserError, match=r'broke off .* run again to resume') as failure:
         resolve_checkpoint(f'{base}/recipe.pth', cache_dir=tmp_path, attempts=1)
     assert str(target) in str(failure.value)
@@ -80,8 +80,9 @@ def test_exhausted_retries_keep_the_part_file_for_later(serve, tmp_path):
     base, server = serve({'/small.pth': SMALL_FILE}, transfers_to_cut=3)
     with pytest.raises(UserError, match='broke off 3 times') as failure:
         resolve_checkpoint(f'{base}/small.pth', cache_dir=tmp_path, attempts=3, backoff_s=0)
-    assert f'put the file by hand at {tmp_path / "small.pth"}' in str(failure.value)
-    assert sorted(os.listdir(tmp_path)) == ['small.pth.part']
+    target = tmp_path / cached_file_name(f'{base}/small.pth')
+    assert f'put the file by hand at {target}' in str(failure.value)
+    assert sorted(os.listdir(tmp_path)) == [target.name + '.part']
     assert len(server.requests) == 3
 
 
@@ -100,7 +101,7 @@ def test_unreachable_server_says_where_to_put_the_file_by_hand(tmp_path):
         resolve_checkpoint(url, cache_dir=tmp_path, attempts=1)
     message = str(failure.value)
     assert message.startswith(url)
-    assert f'put the file by hand at {tmp_path / "model.pth"}' in message
+    assert f'put the file by hand at {tmp_path / cached_file_name(url)}' in message
     assert ORIGINAL_DOWNLOAD_PAGE not in message
     assert '\n' not in message
 
@@ -147,3 +148,13 @@ def test_cache_folder_comes_from_the_argument_the_environment_or_torch_hub(tmp_p
     monkeypatch.setenv('AFBURR_CACHE_DIR', str(tmp_path / 'env'))
     assert checkpoint_cache_dir() == str(tmp_path / 'env')
     assert checkpoint_cache_dir(tmp_path / 'arg') == str(tmp_path / 'arg')
+
+
+def test_two_urls_ending_in_the_same_file_name_are_cached_apart(serve, tmp_path):
+    base, server = serve({'/a/model.pth': b'first', '/b/model.pth': b'second'})
+    first = resolve_checkpoint(f'{base}/a/model.pth', cache_dir=tmp_path)
+    second = resolve_checkpoint(f'{base}/b/model.pth', cache_dir=tmp_path)
+    assert first != second
+    assert open(first, 'rb').read() == b'first' and open(second, 'rb').read() == b'second'
+    assert [path for path, _ in server.requests] == ['/a/model.pth', '/b/model.pth']
+    assert os.path.basename(first).startswith('model-') and first.endswith('.pth')

@@ -1,4 +1,6 @@
 """State dict layout, checkpoint loading, devices and the feature bank's rules."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -50,15 +52,37 @@ def test_a_renamed_key_fails_with_the_missing_and_unexpected_keys(tmp_path):
     assert '\n' not in message
 
 
+class _RunsAShellCommand:
+    def __reduce__(self):
+        return os.system, ('echo this must never run',)
+
+
 def test_checkpoint_that_is_not_one_or_runs_code_is_refused(tmp_path):
     (tmp_path / 'text.pth').write_text('hello')
     with pytest.raises(UserError, match='text.pth: not a PyTorch checkpoint'):
         read_checkpoint(tmp_path / 'text.pth')
     torch.save({'model': {}, 'hook': print}, tmp_path / 'code.pth')
-    with pytest.raises(UserError, match='code.pth: refused to load'):
+    with pytest.raises(UserError, match='code.pth: refused to load: .* global print'):
         read_checkpoint(tmp_path / 'code.pth')
     with pytest.raises(UserError, match='missing.pth: checkpoint file not found'):
         read_checkpoint(tmp_path / 'missing.pth')
+
+
+def test_a_pickle_that_would_run_a_shell_command_is_refused_and_named(tmp_path):
+    torch.save({'model': {}, 'payload': _RunsAShellCommand()}, tmp_path / 'shell.pth')
+    with pytest.raises(UserError) as error:
+        read_checkpoint(tmp_path / 'shell.pth')
+    message = str(error.value)
+    assert 'contains objects that safe loading' in message and 'posix.system' in message
+    assert 'weights_only=False' not in message and 'truncated' not in message and '\n' not in message
+
+
+def test_a_truncated_checkpoint_says_so(tmp_path):
+    torch.save({'model': recipe_state_dict(7)}, tmp_path / 'whole.pth')
+    (tmp_path / 'cut.pth').write_bytes((tmp_path / 'whole.pth').read_bytes()[:4096])
+    with pytest.raises(UserError, match='cut.pth: not a PyTorch checkpoint, or a truncated one') as error:
+        read_checkpoint(tmp_path / 'cut.pth')
+    assert 'weights_only' not in str(error.value)
 
 
 def test_devices():

@@ -4,6 +4,7 @@ Loading never runs code from the file (weights_only=True); a bare state dict and
 a DataParallel/DDP 'module.' prefix are accepted too.
 """
 import os
+import re
 
 import numpy as np
 import torch
@@ -16,6 +17,18 @@ _NUMPY_SCALAR_GLOBALS = [np._core.multiarray.scalar, np.dtype] + [
     type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32')]
 
 
+def _load_failure(error):
+    """Why torch.load failed, in one line, without torch's advice to switch safe loading off."""
+    text = str(error)
+    if 'Weights only load failed' in text:
+        refused = re.search(r'GLOBAL (\S+)', text)
+        what = f'the global {refused.group(1)}' if refused else 'pickle instructions'
+        return (f'refused to load: it contains objects that safe loading (weights_only=True) does not allow '
+                f'({what}), which could run code; use a checkpoint from a trusted source')
+    first_line = text.splitlines()[0] if text else ''
+    return f'not a PyTorch checkpoint, or a truncated one ({type(error).__name__}: {first_line})'
+
+
 def read_checkpoint(path, device='cpu'):
     """The checkpoint dict at `path` with tensors moved to `device`, or a clear error."""
     if not os.path.isfile(path):
@@ -24,13 +37,7 @@ def read_checkpoint(path, device='cpu'):
         with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
             checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch.load raises many types for files that are not checkpoints
-        text = str(error)
-        unsupported = [line.strip() for line in text.splitlines() if 'Unsupported global' in line]
-        if unsupported:
-            raise UserError(f'{path}: refused to load: the checkpoint holds objects other than tensors and '
-                            f'plain data, which could run code ({unsupported[0]})') from None
-        raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one '
-                        f'({type(error).__name__}: {text.splitlines()[0] if text else ""})') from None
+        raise UserError(f'{path}: {_load_failure(error)}') from None
     if not isinstance(checkpoint, dict):
         raise UserError(f'{path}: not an AFB-URR checkpoint (holds a {type(checkpoint).__name__}, not a dict)')
     return checkpoint

@@ -8,13 +8,15 @@ RELEASE_BASE_URL (env AFBURR_CHECKPOINT_URL overrides it, e.g. for a mirror); an
 else is returned unchanged, for read_checkpoint to report as a missing file.
 
 Downloads land in the cache folder (the `cache_dir` argument, else env AFBURR_CACHE_DIR,
-else <torch hub dir>/checkpoints) under the URL's last path component, and a cached
-file is used without any request. Bytes go to '<name>.part' beside the target, which is
+else <torch hub dir>/checkpoints): released checkpoints under their file names, other
+URLs under the URL's last path component with a short hash of the whole URL added
+(`model-<hash>.pth`); a cached file is used without any request. Bytes go to '<name>.part' beside the target, which is
 renamed onto the target only once complete, so the target name never holds a partial
 file. A broken transfer is resumed from the .part file with an HTTP Range request when
 the server answers 206 (and restarted otherwise), retried a few times with a short
 backoff; a .part file left by a failed run is resumed by the next run.
 """
+import hashlib
 import http.client
 import os
 import sys
@@ -76,12 +78,21 @@ def resolve_checkpoint(value, cache_dir=None, attempts=DOWNLOAD_ATTEMPTS, backof
     return value
 
 
-def _cached_download(url, cache_dir, attempts, backoff_s, released):
+def cached_file_name(url, released=False):
+    """The cache file name of a URL: a released file keeps its name; any other gets a short hash of
+    the whole URL added, since two URLs may end in the same file name."""
     file_name = urllib.parse.unquote(os.path.basename(urllib.parse.urlsplit(url).path))
     if not file_name:
         raise UserError(f'{url}: the URL names no file (it should end in the checkpoint file name, e.g. .../model.pth)')
+    if released:
+        return file_name
+    stem, ext = os.path.splitext(file_name)
+    return f'{stem}-{hashlib.sha256(url.encode()).hexdigest()[:10]}{ext}'
+
+
+def _cached_download(url, cache_dir, attempts, backoff_s, released):
     folder = checkpoint_cache_dir(cache_dir)
-    target = os.path.join(folder, file_name)
+    target = os.path.join(folder, cached_file_name(url, released))
     if os.path.isfile(target):
         return target
     try:
