@@ -8,47 +8,53 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 
-from dataset import eval_sets
-from dataset.frame_stream import stream_video_file, video_fps, video_frame_count
-from model.evaluation import OutputFolders, is_done, segment_frames, segment_sequence
-from model.loading import load_model
-from model.propagation import BankOptions, object_labels_of
-from utils import metrics
-from utils.device import device_name, select_device
-from utils.distributed import gather_from_all, process_group
+from dataset import scoring
+from dataset.eval_sets import open_video
+from dataset.levels import LEVELS, VIDEO_MODEL_NAME
+from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
+from model.inference.video_runner import OutputFolders, is_done, segment_video
+from model.network.loading import load_model
+from utils.cli import OneLineParser, at_least, checked
+from utils.device import device_name, process_device
+from utils.distributed import process_group
 from utils.download import resolve_checkpoint
 from utils.errors import UserError
-from utils.masks import read_label_mask
 from utils.names import path_inside
 
-LEVELS = {
-    1: ('AFB-URR_DAVIS_17val', eval_sets.davis_sequences, 'davis'),
-    2: ('AFB-URR_YoutubeVOS', eval_sets.youtube_sequences, None),
-    3: ('AFB-URR_LongVideo', eval_sets.long_video_sequences, 'long'),
-}
-VIDEO_MODEL_NAME = 'AFB-URR_Video'
+
+def _bank_flag(name, convert):
+    return checked(convert, partial(bank_option_problem, name))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     released = parser.add_argument_group('released flags')
     released.add_argument('--gpu', type=int, help='GPU index; -1 runs on the CPU (default: GPU 0 if CUDA is present, else the CPU)')
     released.add_argument('--level', type=int, choices=sorted(LEVELS),
                           help='1: DAVIS 2017 val, 2: YouTube-VOS 2018 valid, 3: long videos / your own videos')
-    released.add_argument('--budget', type=int, default=300000, help='feature bank budget over all objects (default 300000)')
+    released.add_argument('--budget', type=_bank_flag('budget', int),
+                          default=DEFAULT_BANK_OPTIONS.budget,
+                          help='feature bank budget over all objects (default %(default)s)')
     released.add_argument('--viz', action='store_true', help='also write overlays and an overlay MP4 per video')
     released.add_argument('--dataset', help='dataset root folder')
     released.add_argument('--resume', help='checkpoint: a path, a URL, or pretrain / davis17 / youtube18')
     released.add_argument('--prefix', help='appended to the output folder name as _PREFIX')
-    released.add_argument('--update-rate', type=float, default=0.1, help='merge update rate (default 0.1; 0.05 for levels 2 and 3 in the paper)')
-    released.add_argument('--merge-thres', type=float, default=0.95, help='cosine similarity above which features merge (default 0.95)')
+    released.add_argument('--update-rate', type=_bank_flag('update_rate', float),
+                          help='merge update rate, in (0, 1] (default: the level\'s, 0.1 for level 1 and --video, '
+                               '0.05 for levels 2 and 3 as in the paper)')
+    released.add_argument('--merge-thres', type=_bank_flag('merge_thres', float),
+                          default=DEFAULT_BANK_OPTIONS.merge_thres,
+                          help='cosine similarity above which features merge, in [-1, 1] (default %(default)s)')
     added = parser.add_argument_group('added flags')
     added.add_argument('--device', help='cpu, cuda or cuda:N (overrides --gpu)')
-    added.add_argument('--output', default='output', help='results root (default output); overlays go to overlay/ beside it')
+    added.add_argument('--output', default='output',
+                       help='results root (default output); overlays go to OUTPUT/overlay/')
     added.add_argument('--sequences', help='comma-separated subset of the videos to run')
     added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them)')
-    added.add_argument('--workers', type=int, default=2, help='frame-decoding worker processes per video (default 2)')
+    added.add_argument('--workers', type=checked(int, at_least(0)), default=2,
+                       help='frame-decoding worker processes per video (default 2)')
     added.add_argument('--score', action='store_true', help='score the results against the annotations (DAVIS protocol)')
     added.add_argument('--score-only', action='store_true', help='only score an existing --results folder against --dataset')
     added.add_argument('--results', help='with --score-only: folder with <video>/<frame>.png results')
@@ -59,6 +65,9 @@ def parse_args(argv=None):
         parser.error('one of --level or --video is required')
     if args.video is not None and not args.mask:
         parser.error('--video needs --mask, the first frame\'s label mask')
+    if args.video is not None and (args.score or args.score_only):
+        parser.error('--score: a --video has no ground truth to score against; lay the video out as a long '
+                     'video with its annotations and use --level 3 --score')
     if args.video is None and not args.dataset:
         parser.error('--dataset is required with --level')
     if not args.score_only and not args.resume:
@@ -69,21 +78,23 @@ def parse_args(argv=None):
 
 
 def model_name(args):
-    name = VIDEO_MODEL_NAME if args.video else LEVELS[args.level][0]
+    name = VIDEO_MODEL_NAME if args.video else LEVELS[args.level].model_name
     return f'{name}_{args.prefix}' if args.prefix else name
 
 
-def output_folders(args, sequence_name):
-    results = os.path.join(args.output, model_name(args))
-    overlays = None
-    if args.viz:
-        overlay_root = os.path.join(os.path.dirname(os.path.abspath(args.output)), 'overlay', model_name(args))
-        overlays = path_inside(overlay_root, sequence_name)
-    return OutputFolders(path_inside(results, sequence_name), overlays)
+def bank_options(args):
+    level_rate = LEVELS[args.level].update_rate if args.video is None else DEFAULT_BANK_OPTIONS.update_rate
+    return BankOptions(args.budget, level_rate if args.update_rate is None else args.update_rate, args.merge_thres)
+
+
+def output_folders(args, video_name):
+    """OUTPUT/<model name>/<video>/ for the masks, OUTPUT/overlay/<model name>/<video>/ (and .mp4) with --viz."""
+    overlays = path_inside(os.path.join(args.output, 'overlay', model_name(args)), video_name) if args.viz else None
+    return OutputFolders(path_inside(os.path.join(args.output, model_name(args)), video_name), overlays)
 
 
 def select_sequences(args):
-    sequences = LEVELS[args.level][1](args.dataset)
+    sequences = LEVELS[args.level].read_sequences(args.dataset)
     if args.sequences:
         wanted = [name for name in args.sequences.split(',') if name]
         known = {s.name for s in sequences}
@@ -96,38 +107,27 @@ def select_sequences(args):
 
 
 def score(args, sequences, results_dir, process):
-    """Score this process's share; rank 0 merges every share and prints and writes the tables."""
-    protocol = LEVELS[args.level][2]
+    protocol = LEVELS[args.level].protocol
     if protocol is None:
         if process.is_main:
             print('YouTube-VOS 2018 valid has no public annotations: submit the results folder '
                   f'{results_dir} (zipped) to the challenge server to score it')
         return
-    by_name = {s.name: s for s in sequences}
-    mine = [s.name for s in sequences[process.rank::process.world_size]]
-    rows = {name: metrics.score_sequence(results_dir, lambda n: by_name[n].annotation_dir, name, protocol)
-            for name in mine}
-    gathered = gather_from_all(rows)
-    if not process.is_main:
-        return
-    merged = {name: objects for part in gathered for name, objects in part.items()}
-    objects = [o for s in sequences for o in merged[s.name]]
-    summary = metrics.global_scores(objects)
-    metrics.write_results_csv(results_dir, objects, summary)
-    print(metrics.format_results_table(objects, summary))
-    print(f'wrote {os.path.join(results_dir, "global_results-val.csv")} and per-sequence_results-val.csv')
+    scored = scoring.score_sequences(results_dir, sequences, protocol, process)
+    if scored is not None:
+        print(scoring.format_results_table(*scored))
+        print(f'wrote {os.path.join(results_dir, "global_results-val.csv")} and per-sequence_results-val.csv')
 
 
-def run_dataset(args, model, process):
-    sequences = select_sequences(args)
-    options = BankOptions(args.budget, args.update_rate, args.merge_thres)
+def run_dataset(args, sequences, model, process):
+    level, options = LEVELS[args.level], bank_options(args)
     frames = seconds = 0
     for sequence in sequences[process.rank::process.world_size]:
         folders = output_folders(args, sequence.name)
         if not args.overwrite and is_done(sequence, folders):
             print(f'{sequence.name}: outputs already written, skipped (--overwrite redoes it)')
             continue
-        report = segment_sequence(model, sequence, folders, options, workers=args.workers)
+        report = segment_video(model, sequence, folders, options, level.update_before(sequence), args.workers)
         print(report.summary())
         frames, seconds = frames + report.frames, seconds + report.seconds
     if frames:
@@ -136,19 +136,9 @@ def run_dataset(args, model, process):
         score(args, sequences, os.path.join(args.output, model_name(args)), process)
 
 
-def run_video(args, model):
-    """One video file or frame folder, with the long-video semantics."""
-    name = os.path.splitext(os.path.basename(os.path.normpath(args.video)))[0]
-    folders = output_folders(args, name)
-    if os.path.isdir(args.video):
-        sequence = eval_sets.frame_folder_sequence(args.video, args.mask, name=name)
-        report = segment_sequence(model, sequence, folders, BankOptions(args.budget, args.update_rate, args.merge_thres),
-                                  workers=args.workers)
-    else:
-        items = stream_video_file(args.video, args.mask)
-        labels = object_labels_of(read_label_mask(args.mask), source=args.mask)
-        report = segment_frames(model, items, labels, folders, BankOptions(args.budget, args.update_rate, args.merge_thres),
-                                fps=video_fps(args.video), total=video_frame_count(args.video) or None, name=name)
+def run_video(args, source, model):
+    folders = output_folders(args, source.name)
+    report = segment_video(model, source, folders, bank_options(args), workers=args.workers)
     print(report.summary())
     print(f'masks in {folders.masks}' + (f', overlay video {folders.overlay_video}' if folders.overlays else ''))
 
@@ -158,18 +148,17 @@ def main(argv=None):
     try:
         with process_group() as process:
             if args.score_only:
-                sequences = select_sequences(args)
-                score(args, sequences, args.results, process)
+                score(args, select_sequences(args), args.results, process)
                 return 0
-            device = device_name(args.device, args.gpu)
-            if process.distributed and device.startswith('cuda') and ':' not in device:
-                device = f'cuda:{process.local_rank}'
-            model = load_model(resolve_checkpoint(args.resume), select_device(device, '--device' if args.device else '--gpu'))
+            # Every input is checked before the model loads.
+            source = open_video(args.video, args.mask) if args.video else select_sequences(args)
+            device = process_device(device_name(args.device, args.gpu), process, '--device' if args.device else '--gpu')
+            model = load_model(resolve_checkpoint(args.resume), device)
             start = time.perf_counter()
             if args.video:
-                run_video(args, model)
+                run_video(args, source, model)
             else:
-                run_dataset(args, model, process)
+                run_dataset(args, source, model, process)
             if process.is_main:
                 print(f'done in {time.perf_counter() - start:.1f} s')
     except UserError as error:

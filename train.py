@@ -1,79 +1,103 @@
 """Train AFB-URR: level 0 pretrains on static images, level 1 trains on DAVIS 2017, level 2 on YouTube-VOS 2018.
 
     python train.py --level 0 --dataset /data/pretrain --log
-    python train.py --level 1 --dataset /data/DAVIS2017 --resume logs/level0_.../model/best.pth --new --log
-    torchrun --nproc_per_node 4 train.py --level 2 --dataset /data/YouTubeVOS/train --resume ... --new --logging
+    python train.py --level 1 --dataset /data/DAVIS2017 --resume pretrain --new --log
+    torchrun --nproc_per_node 4 train.py --level 2 --dataset /data/YouTubeVOS/train --resume pretrain --new --logging
 
-Without --resume both ResNet-50s start from torchvision's ImageNet weights.
+Without --resume both ResNet-50s start from torchvision's ImageNet weights. Resuming a
+run without --new continues it with the flags saved in its checkpoint; a flag given
+again with another value is used, with a warning.
 """
 import argparse
-import os
 import sys
+from dataclasses import fields, replace
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dataset.training import training_dataset
+from model.training.config import TrainingConfig, continued_config
+from model.training.trainer import train
+from utils.checkpoint import read_checkpoint
+from utils.cli import OneLineParser
+from utils.device import device_name, select_device
+from utils.download import resolve_checkpoint
+from utils.errors import UserError
 
-from model.trainer import TrainingConfig, train  # noqa: E402
-from utils.device import device_name, select_device  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--gpu', type=int, default=0,
-                        help='CUDA device index; -1 trains on the CPU (default: %(default)s)')
-    parser.add_argument('--device', default=None,
-                        help='cpu, cuda or cuda:N; overrides --gpu (under torchrun CUDA means cuda:LOCAL_RANK)')
+    """The flags given on the command line only (absent ones are not in the namespace)."""
+    parser = OneLineParser(description=__doc__.split('\n\n')[0], argument_default=argparse.SUPPRESS)
+    parser.add_argument('--gpu', type=int,
+                        help='CUDA device index; -1 trains on the CPU (default: GPU 0 if CUDA is present, else the CPU)')
+    parser.add_argument('--device',
+                        help='auto, cpu, cuda or cuda:N; overrides --gpu (under torchrun CUDA means cuda:LOCAL_RANK)')
     parser.add_argument('--dataset', required=True,
                         help='dataset root: the pretrain folder (level 0), DAVIS 2017 (1) '
                              'or YouTube-VOS 2018 train (2)')
     parser.add_argument('--level', type=int, required=True, choices=(0, 1, 2),
                         help='0: pretrain on static images, 1: DAVIS 2017, 2: YouTube-VOS 2018')
-    parser.add_argument('--seed', type=int, default=-1,
-                        help='random seed; negative takes it from the clock (default: %(default)s, as released); '
+    parser.add_argument('--seed', type=int,
+                        help=f'random seed; negative takes it from the clock (default: {DEFAULTS["seed"]}, as released); '
                              'resuming without --new keeps the checkpoint\'s')
     parser.add_argument('--log', '--logging', dest='log', action='store_true',
                         help='write checkpoints and TensorBoard scalars under logs/level<L>_<YYYYmmdd-HHMMSS>/; '
                              'under torchrun spell it --logging (torchrun rejects --log as an ambiguous '
                              'abbreviation of its own --log-dir and --logs-specs)')
-    parser.add_argument('--lr', type=float, default=1e-5, help='AdamW learning rate (default: %(default)s)')
-    parser.add_argument('--lu', type=float, default=0.5,
-                        help='weight of the uncertainty term in the loss (default: %(default)s)')
-    parser.add_argument('--resume', default=None,
-                        help='checkpoint to continue from (model, optimizer, epoch, best loss, random states); '
+    parser.add_argument('--lr', type=float, help=f'AdamW learning rate (default: {DEFAULTS["lr"]})')
+    parser.add_argument('--lu', type=float,
+                        help=f'weight of the uncertainty term in the loss (default: {DEFAULTS["lu"]})')
+    parser.add_argument('--resume',
+                        help='checkpoint to start from: a path, an http(s) URL, or pretrain / davis17 / youtube18; '
                              'replaces the ImageNet initialisation')
     parser.add_argument('--new', action='store_true',
                         help='with --resume: take only the weights and start a new run at epoch 0')
-    parser.add_argument('--scheduler-step', type=int, default=25,
-                        help='halve the learning rate every this many epochs (default: %(default)s)')
-    parser.add_argument('--total-epochs', '--total-epoch', dest='total_epochs', type=int, default=100,
-                        help='train until this many epochs are done (default: %(default)s)')
-    parser.add_argument('--budget', type=int, default=300000,
-                        help='feature bank size, in features (default: %(default)s)')
-    parser.add_argument('--obj-n', type=int, default=3,
-                        help='objects per clip, background included (default: %(default)s)')
-    parser.add_argument('--clip-n', type=int, default=6, help='frames per clip (default: %(default)s)')
-    parser.add_argument('--output-size', type=int, default=400,
-                        help='side of the square training crops, a multiple of 16 (default: %(default)s)')
-    parser.add_argument('--max-iters', type=int, default=None,
+    parser.add_argument('--scheduler-step', type=int,
+                        help=f'halve the learning rate every this many epochs (default: {DEFAULTS["scheduler_step"]})')
+    parser.add_argument('--total-epochs', '--total-epoch', dest='total_epochs', type=int,
+                        help=f'train until this many epochs are done (default: {DEFAULTS["total_epochs"]})')
+    parser.add_argument('--budget', type=int, help=f'feature bank size, in features (default: {DEFAULTS["budget"]})')
+    parser.add_argument('--obj-n', type=int,
+                        help=f'objects per clip, background included (default: {DEFAULTS["obj_n"]})')
+    parser.add_argument('--clip-n', type=int, help=f'frames per clip (default: {DEFAULTS["clip_n"]})')
+    parser.add_argument('--output-size', type=int,
+                        help=f'side of the square training crops, a multiple of 16 (default: {DEFAULTS["output_size"]})')
+    parser.add_argument('--max-iters', type=int,
                         help='at most this many clips per epoch (per process under torchrun); '
                              'default: one clip per video or image')
-    parser.add_argument('--workers', type=int, default=2,
-                        help='DataLoader worker processes, per process (default: %(default)s)')
+    parser.add_argument('--workers', type=int,
+                        help=f'DataLoader worker processes, per process (default: {DEFAULTS["workers"]})')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (float16 autocast and gradient scaling); CUDA only')
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
+
+
+def run_config(given):
+    """(TrainingConfig, checkpoint dict or None) for the given flags; notes on stderr for a continued run."""
+    given = dict(given)
+    flag = '--device' if 'device' in given else '--gpu'
+    given['device'] = device_name(given.pop('device', None), given.pop('gpu', None))
+    select_device(given['device'], flag)  # a GPU asked for but absent is named by the flag that asked
+    config = TrainingConfig(**given)  # checks every given flag before a checkpoint is downloaded or read
+    if config.resume is None:
+        return config, None
+    given['resume'] = resolve_checkpoint(config.resume)
+    checkpoint = read_checkpoint(given['resume'])
+    saved = None if config.new else checkpoint.get('flags')
+    if not saved:
+        return replace(config, resume=given['resume']), checkpoint
+    config, notes = continued_config(given, saved)
+    for note in notes:
+        print(f'warning: {note}', file=sys.stderr)
+    return config, checkpoint
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    given = parse_args(argv)
     try:
-        device = select_device(device_name(args.device, args.gpu), '--device' if args.device else '--gpu')
-        config = TrainingConfig(
-            dataset=args.dataset, level=args.level, device=device, seed=args.seed, log=args.log, lr=args.lr,
-            lu=args.lu, resume=args.resume, new=args.new, scheduler_step=args.scheduler_step,
-            total_epochs=args.total_epochs, budget=args.budget, obj_n=args.obj_n, clip_n=args.clip_n,
-            output_size=args.output_size, max_iters=args.max_iters, workers=args.workers, amp=args.amp)
-        train(config)
+        config, checkpoint = run_config(given)
+        dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
+                                   clip_n=config.clip_n, obj_n=config.obj_n)
+        train(config, dataset, checkpoint)
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -5,30 +5,26 @@ pretraining layout: DST/JPEGImages/NAME/*.jpg|png and DST/Annotations/NAME/*.png
 
 Existing outputs are kept, so an interrupted run can simply be started again.
 """
-import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from dataset.unify import SETS, load_palette, unify  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from dataset.layouts import PRETRAIN_SETS
+from dataset.unify import load_palette, unify
+from utils.cli import OneLineParser, at_least, checked
+from utils.errors import UserError
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--name', required=True, choices=SETS, help='which set --src holds')
+    parser = OneLineParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--name', required=True, choices=PRETRAIN_SETS, help='which set --src holds')
     parser.add_argument('--src', required=True, help='the downloaded set, as its archive unpacks')
     parser.add_argument('--dst', required=True, help='output root (shared by all five sets)')
     parser.add_argument('--palette', default=None,
                         help='indexed PNG whose palette the masks get (default: the DAVIS palette, '
                              'as in assets/mask_palette.png)')
-    parser.add_argument('--worker', type=int, default=min(8, os.cpu_count() or 1),
+    parser.add_argument('--worker', type=checked(int, at_least(1)), default=min(8, os.cpu_count() or 1),
                         help='parallel processes (default: %(default)s)')
-    args = parser.parse_args(argv)
-    if args.worker < 1:
-        parser.error('--worker must be at least 1')
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None):

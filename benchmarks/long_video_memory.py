@@ -1,12 +1,12 @@
 """Peak memory against video length: the feature bank bounds it, so a 1,500-frame video
 should peak within a few percent of a 300-frame one once the bank is full.
 
-    python benchmarks/long_video_memory.py [--lengths 300 1500] [--size 48 80] [--budget 600] [--merge-thres 2]
+    python benchmarks/long_video_memory.py [--lengths 300 1500] [--size 48 80] [--budget 600] [--merge-thres 1]
 
 Each length runs in a fresh process (so peaks don't mix) on the CPU with randomly
 initialised weights (memory does not depend on the weights), streaming frames from a
-generator, never holding the video. Merging is off by default (threshold 2, above any
-cosine similarity) so that every frame appends features: the bank fills within a few
+generator, never holding the video. Merging is off by default (threshold 1: a new feature
+merges only when its cosine similarity exceeds 1) so that every frame appends features: the bank fills within a few
 dozen frames and then evicts on every frame, the worst case for memory. Prints the
 peak resident memory per length.
 """
@@ -37,14 +37,14 @@ def measure(n_frames, height, width, budget, merge_thres):
     import numpy as np
     import torch
     sys.path.insert(0, REPO)
-    from dataset.frame_stream import FrameItem
-    from model.network import AFBURR
-    from model.propagation import BankOptions, Propagation
+    from model.inference.options import BankOptions
+    from model.inference.propagation import FrameItem, Propagation
+    from model.network.afburr import AFBURR
     torch.manual_seed(0)
     first_mask = np.zeros((height, width), np.uint8)
     first_mask[height // 4: 3 * height // 4, : height // 2] = 1
-    loop = Propagation(AFBURR().eval(), [1], BankOptions(budget, 0.1, merge_thres))
-    items = (FrameItem(t, frame, first_mask if t == 0 else None)
+    loop = Propagation(AFBURR().eval(), options=BankOptions(budget, 0.1, merge_thres))
+    items = (FrameItem(t, frame, first_mask if t == 0 else None, (1,) if t == 0 else ())
              for t, frame in enumerate(synthetic_frames(n_frames, height, width)))
     for _ in loop.run(items):
         pass
@@ -58,7 +58,7 @@ def main():
     parser.add_argument('--lengths', type=int, nargs='+', default=[300, 1500])
     parser.add_argument('--size', type=int, nargs=2, default=[48, 80], metavar=('H', 'W'))
     parser.add_argument('--budget', type=int, default=600)
-    parser.add_argument('--merge-thres', type=float, default=2.0)
+    parser.add_argument('--merge-thres', type=float, default=1.0)
     parser.add_argument('--child', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dataset.frame_stream import FrameItem  # noqa: E402
-from model.network import AFBURR  # noqa: E402
-from model.propagation import Propagation  # noqa: E402
+from model.inference.propagation import FrameItem, Propagation  # noqa: E402
+from model.network.afburr import AFBURR  # noqa: E402
 from utils.device import select_device  # noqa: E402
 
 
@@ -33,8 +32,10 @@ def main():
     first_mask = np.zeros((height, width), np.uint8)
     for i in range(args.objects):
         first_mask[height // 4: 3 * height // 4, i * width // (args.objects + 1): (i + 1) * width // (args.objects + 1)] = i + 1
-    loop = Propagation(AFBURR().to(device).eval(), list(range(1, args.objects + 1)))
-    items = (FrameItem(t, torch.rand(3, height, width), first_mask if t == 0 else None) for t in range(args.frames))
+    loop = Propagation(AFBURR().to(device).eval())
+    labels = tuple(range(1, args.objects + 1))
+    items = (FrameItem(t, torch.rand(3, height, width), first_mask if t == 0 else None, labels if t == 0 else ())
+             for t in range(args.frames))
     start = None
     for output in loop.run(items):
         output.probabilities.cpu()  # waits for the device

@@ -2,11 +2,12 @@
 
     for item in stream_frames(sequence, workers=2, prefetch=4):
         item.frame     # float32 (3, h, w) in [0, 1], resized to height 495 for YouTube-VOS
-        item.given     # uint8 (h, w) labels of the objects starting at this frame, or None
+        item.given     # uint8 (h, w) label mask of the objects given at this frame, or None
 
 `stream_frames` reads a `Sequence` (dataset/eval_sets.py) with a torch DataLoader
 whose worker processes decode frames ahead of the consumer; `stream_video_file`
-reads a video file with cv2 in a background thread. Both yield `FrameItem`s.
+reads a video file with cv2 in a background thread. Both yield `FrameItem`s
+(model.inference.propagation).
 A bad file raises a one-line `UserError` naming it in the calling process.
 """
 import os
@@ -15,34 +16,19 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.functional import to_tensor
 
+from model.inference.propagation import FrameItem
 from utils.errors import UserError
-from utils.masks import read_label_mask
-
-
-@dataclass
-class FrameItem:
-    """One frame entering the inference loop (model.propagation), from any source."""
-    index: int
-    frame: torch.Tensor                       # float32 (3, h, w) in [0, 1]
-    given: np.ndarray | None = None           # uint8 (h, w): labels of objects starting here (others 0); None if none start
-    name: str = ''                            # output name (file stem)
-    original_size: tuple[int, int] | None = None   # (H, W) before resizing; None: not resized
+from utils.images import rgb_to_tensor
+from utils.masks import object_labels_of, read_label_mask
 
 
 @dataclass
 class _Failure:
     """A worker's UserError, sent back as data so the message reaches the caller unwrapped."""
     message: str
-
-
-def rgb_to_tensor(rgb):
-    """A uint8 (H, W, 3) RGB array as float (3, H, W) in [0, 1], as torchvision's to_tensor gives."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous().float().div(255)
 
 
 def resized_size(height, width, resize_height):
@@ -62,19 +48,18 @@ def _read_frame(path):
         raise UserError(f'{path}: cannot read frame image ({error})') from None
 
 
-def _given_labels(sequence, index, frame_path, frame_size):
-    """The given mask of frame `index` at the frame's original size, or None."""
-    mask_path = sequence.given_masks.get(index)
-    if mask_path is None:
-        return None
+def read_given_mask(mask_path, frame_path, frame_size, objects=None):
+    """(label mask, its object labels) given for a frame of (H, W) `frame_size`.
+
+    `objects`: the ids given there (the mask's other labels are cleared); None: every label in it.
+    """
     labels = read_label_mask(mask_path)
     if labels.shape != frame_size:
         raise UserError(f'{mask_path}: mask is {labels.shape[1]}x{labels.shape[0]} (WxH) but its frame '
                         f'{frame_path} is {frame_size[1]}x{frame_size[0]}; they must have the same size')
-    ids = (sequence.given_objects or {}).get(index)
-    if ids is not None:
-        labels = np.where(np.isin(labels, ids), labels, 0).astype(np.uint8)
-    return labels
+    if objects is None:
+        return labels, tuple(object_labels_of(labels, mask_path))
+    return np.where(np.isin(labels, objects), labels, 0).astype(np.uint8), tuple(objects)
 
 
 def load_frame_item(sequence, index):
@@ -82,14 +67,17 @@ def load_frame_item(sequence, index):
     path = sequence.frame_paths[index]
     image = _read_frame(path)
     width, height = image.size
-    given = _given_labels(sequence, index, path, (height, width))
+    given, given_labels = None, ()
+    if index in sequence.given_masks:
+        given, given_labels = read_given_mask(sequence.given_masks[index], path, (height, width),
+                                              (sequence.given_objects or {}).get(index))
     new_h, new_w = resized_size(height, width, sequence.resize_height)
     if (new_h, new_w) != (height, width):
         image = image.resize((new_w, new_h), Image.BICUBIC)
         if given is not None:
             given = np.array(Image.fromarray(given).resize((new_w, new_h), Image.NEAREST), np.uint8)
-    return FrameItem(index=index, name=sequence.frame_names[index], frame=to_tensor(image),
-                     given=given, original_size=(height, width))
+    return FrameItem(index=index, name=sequence.frame_names[index], frame=rgb_to_tensor(np.array(image)),
+                     given=given, given_labels=given_labels, original_size=(height, width))
 
 
 class _FrameDataset(Dataset):
@@ -178,22 +166,50 @@ def video_frame_count(path):
 _END = object()
 
 
-def stream_video_file(path, given_mask_path, prefetch=8, resize_height=None):
+@dataclass
+class VideoFile:
+    """A video file to segment as one video (the --video reader); frame 0's objects are given by `mask_path`."""
+    path: str
+    mask_path: str
+    name: str
+    object_labels = ()
+
+    @property
+    def fps(self):
+        return video_fps(self.path)
+
+    @property
+    def frame_count(self):
+        """The count the container states (for progress bars), None when unknown."""
+        return video_frame_count(self.path) or None
+
+    def frames(self, workers=None):
+        """FrameItems decoded by a background thread (`workers` is for folders' decoding processes)."""
+        return stream_video_file(self.path, self.mask_path)
+
+    def writes(self, index):
+        return True
+
+    def output_names(self):
+        """Unknown before decoding, so a video file is never counted as done."""
+        return None
+
+
+def stream_video_file(path, given_mask_path, prefetch=8):
     """Yield FrameItems of a video file decoded with cv2 in a background thread.
 
     Frame names are `%05d` of the frame number (from 0); frame 0's given mask is the
-    label PNG `given_mask_path`. Up to `prefetch` frames are decoded ahead. Frames at
-    least `resize_height` tall are resized as stream_frames does (None: no resizing).
+    label PNG `given_mask_path`. Up to `prefetch` frames are decoded ahead.
     """
     path = os.fspath(path)
     given_mask_path = os.fspath(given_mask_path)
     _open_video(path).release()  # checked now, not at the first next()
     if not os.path.isfile(given_mask_path):
         raise UserError(f'{given_mask_path}: first-frame mask not found (it gives the objects of {path})')
-    return _video_items(path, given_mask_path, prefetch, resize_height)
+    return _video_items(path, given_mask_path, prefetch)
 
 
-def _video_items(path, given_mask_path, prefetch, resize_height):
+def _video_items(path, given_mask_path, prefetch):
     import cv2
     capture = _open_video(path)
     frames = queue.Queue(maxsize=max(1, prefetch))
@@ -218,22 +234,12 @@ def _video_items(path, given_mask_path, prefetch, resize_height):
                         raise UserError(f'{path}: no frame could be decoded (empty or corrupt video)')
                     break
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                height, width = rgb.shape[:2]
-                given = None
+                given, given_labels = None, ()
                 if index == 0:
-                    given = read_label_mask(given_mask_path)
-                    if given.shape != (height, width):
-                        raise UserError(
-                            f'{given_mask_path}: mask is {given.shape[1]}x{given.shape[0]} (WxH) but the frames of '
-                            f'{path} are {width}x{height}; they must have the same size')
-                new_h, new_w = resized_size(height, width, resize_height)
-                if (new_h, new_w) != (height, width):
-                    rgb = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.BICUBIC))
-                    if given is not None:
-                        given = np.array(Image.fromarray(given).resize((new_w, new_h), Image.NEAREST))
-                frame = rgb_to_tensor(rgb)
-                if not put(FrameItem(index=index, name=f'{index:05d}', frame=frame, given=given,
-                                     original_size=(height, width))):
+                    given, given_labels = read_given_mask(given_mask_path, path, rgb.shape[:2])
+                item = FrameItem(index=index, name=f'{index:05d}', frame=rgb_to_tensor(rgb), given=given,
+                                 given_labels=given_labels)
+                if not put(item):
                     return
                 index += 1
             put(_END)

@@ -33,23 +33,16 @@ from torchvision.transforms import InterpolationMode
 import torchvision.transforms.functional as F
 
 from dataset import transforms as P
+from dataset.layouts import (DAVIS_LAYOUT, PRETRAIN_LAYOUT, PRETRAIN_SETS, YOUTUBE_TRAIN_LAYOUT, davis_split,
+                             require_dir)
 from utils.errors import UserError
+from utils.images import IMAGE_EXTENSIONS, list_images
+from utils.masks import VOID_LABEL, label_mask_image, read_label_mask
 from utils.names import read_name_list
-from utils.masks import label_mask_image, read_label_mask
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 DEFAULT_PRETRAIN_LIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                      'assets', 'pretrain.txt')
-PRETRAIN_SETS = ('COCO', 'ECSSD', 'MSRA10K', 'PASCAL-S', 'PASCALVOC2012')
 CROP_TRIES = 10
-
-DAVIS_LAYOUT = ('expected the DAVIS 2017 layout: ROOT/JPEGImages/480p/<seq>/%05d.jpg, '
-                'ROOT/Annotations/480p/<seq>/%05d.png, ROOT/ImageSets/2017/train.txt (one sequence a line)')
-YOUTUBE_LAYOUT = ('expected the YouTube-VOS 2018 train layout: ROOT/JPEGImages/<video>/<frame>.jpg '
-                  'and ROOT/Annotations/<video>/<frame>.png')
-PRETRAIN_LAYOUT = ('expected the pretrain layout written by unify_pretrain_dataset.py: '
-                   'ROOT/JPEGImages/<SET>/*.jpg|*.png and ROOT/Annotations/<SET>/*.png, '
-                   'SET in ' + ', '.join(PRETRAIN_SETS))
 
 
 def _say(message):
@@ -57,18 +50,11 @@ def _say(message):
 
 
 def _stems(folder, extensions):
-    """{stem: file name} of the files in `folder` whose extension (any case) is in `extensions`."""
+    """{stem: file name} of the images in `folder` whose extension (any case) is in `extensions`."""
     found = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in extensions and os.path.isfile(os.path.join(folder, name)):
-            found.setdefault(stem, name)
+    for name in list_images(folder, extensions):
+        found.setdefault(os.path.splitext(name)[0], name)
     return found
-
-
-def _require_dir(path, layout):
-    if not os.path.isdir(path):
-        raise UserError(f'{path}: folder not found; {layout}')
 
 
 def load_pair(image_path, mask_path):
@@ -127,7 +113,7 @@ class _ClipDataset(torch.utils.data.Dataset):
             image_roi, mask_roi = self.crop(image, mask)
             labels = np.array(mask_roi, np.uint8)
             if wanted is None:
-                found = ((labels != 0) & (labels != P.VOID_LABEL)).any()
+                found = ((labels != 0) & (labels != VOID_LABEL)).any()
             else:
                 found = np.isin(labels, wanted).any()
             if found:
@@ -203,22 +189,11 @@ class DAVISTrain(_VideoDataset):
     def __init__(self, root, output_size=400, clip_n=6, obj_n=3, split='train', max_retries=100):
         super().__init__(output_size, clip_n, obj_n, max_retries, crop_scale=(0.8, 1.0), hue=0.02)
         self.root = root
-        _require_dir(root, DAVIS_LAYOUT)
-        list_path = os.path.join(root, 'ImageSets', '2017', f'{split}.txt')
-        if not os.path.isfile(list_path):
-            raise UserError(f'{list_path}: sequence list not found; {DAVIS_LAYOUT}')
-        names = read_name_list(list_path)
-        if not names:
-            raise UserError(f'{list_path}: lists no sequence; {DAVIS_LAYOUT}')
-        for name in names:
-            image_dir = os.path.join(root, 'JPEGImages', '480p', name)
-            mask_dir = os.path.join(root, 'Annotations', '480p', name)
-            _require_dir(image_dir, DAVIS_LAYOUT)
-            _require_dir(mask_dir, DAVIS_LAYOUT)
+        for name, image_dir, mask_dir in davis_split(root, split):
             images = _stems(image_dir, ('.jpg', '.jpeg'))
             masks = _stems(mask_dir, ('.png',))
             if not images:
-                raise UserError(f'{image_dir}: no .jpg frames; {DAVIS_LAYOUT}')
+                raise UserError(f'{image_dir}: no .jpg frames; expected {DAVIS_LAYOUT}')
             if set(images) != set(masks):
                 unmasked = sorted(set(images) - set(masks))
                 orphans = sorted(set(masks) - set(images))
@@ -241,11 +216,11 @@ class YouTubeTrain(_VideoDataset):
     def __init__(self, root, output_size=400, clip_n=6, obj_n=3, max_retries=100):
         super().__init__(output_size, clip_n, obj_n, max_retries, crop_scale=(0.3, 0.5), hue=0.02)
         self.root = root
-        _require_dir(root, YOUTUBE_LAYOUT)
+        require_dir(root, YOUTUBE_TRAIN_LAYOUT)
         image_root = os.path.join(root, 'JPEGImages')
         mask_root = os.path.join(root, 'Annotations')
-        _require_dir(image_root, YOUTUBE_LAYOUT)
-        _require_dir(mask_root, YOUTUBE_LAYOUT)
+        require_dir(image_root, YOUTUBE_TRAIN_LAYOUT)
+        require_dir(mask_root, YOUTUBE_TRAIN_LAYOUT)
         folders = sorted(d for d in os.listdir(image_root) if os.path.isdir(os.path.join(image_root, d)))
         unannotated = [d for d in folders if not os.path.isdir(os.path.join(mask_root, d))]
         if unannotated:
@@ -270,7 +245,7 @@ class YouTubeTrain(_VideoDataset):
             files = [(os.path.join(image_dir, images[s]), os.path.join(mask_dir, masks[s])) for s in paired]
             self.videos.append((name, files))
         if not self.videos:
-            raise UserError(f'{root}: no video with annotated frames; {YOUTUBE_LAYOUT}')
+            raise UserError(f'{root}: no video with annotated frames; expected {YOUTUBE_TRAIN_LAYOUT}')
 
 
 def read_pretrain_sets(path=DEFAULT_PRETRAIN_LIST):
@@ -292,7 +267,7 @@ class PretrainImages(_ClipDataset):
     def __init__(self, root, sets=None, output_size=400, clip_n=6, obj_n=3, max_retries=100):
         super().__init__(output_size, clip_n, obj_n, max_retries)
         self.root = root
-        _require_dir(root, PRETRAIN_LAYOUT)
+        require_dir(root, PRETRAIN_LAYOUT)
         if sets is None:
             sets = read_pretrain_sets()
         self.sets = []
@@ -316,7 +291,7 @@ class PretrainImages(_ClipDataset):
                                     os.path.join(mask_dir, masks[stem])))
             self.sets.append(set_name)
         if not self.images:
-            raise UserError(f'{root}: no usable pretrain image in sets {list(sets)}; {PRETRAIN_LAYOUT}')
+            raise UserError(f'{root}: no usable pretrain image in sets {list(sets)}; expected {PRETRAIN_LAYOUT}')
         self.flip = P.RandomHorizontalFlip(0.3)
         self.jitter = P.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.03)
         self.affine = P.RandomAffine(degrees=20, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10)

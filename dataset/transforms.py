@@ -17,8 +17,7 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as F
 from torchvision.transforms import InterpolationMode
 
-VOID_LABEL = 255
-
+from utils.masks import present_labels
 
 def _pair(value, name):
     """A scalar v becomes (-v, v); a pair stays as it is."""
@@ -122,12 +121,6 @@ class Compose:
         return image, mask
 
 
-def object_labels(labels):
-    """The sorted object labels present in a label array (nonzero, not void)."""
-    present = np.unique(np.asarray(labels))
-    return [int(v) for v in present if v != 0 and v != VOID_LABEL]
-
-
 def to_onehot(labels, max_obj_n, obj_list=None, pad=True):
     """One-hot float tensor of a label array, and the object labels it uses.
 
@@ -143,7 +136,7 @@ def to_onehot(labels, max_obj_n, obj_list=None, pad=True):
     if labels.ndim != 2:
         raise ValueError(f'a label mask is (H, W), got shape {labels.shape}')
     if obj_list is None:
-        present = object_labels(labels)
+        present = present_labels(labels)
         obj_list = random.sample(present, min(len(present), max_obj_n - 1))
     else:
         obj_list = [int(v) for v in obj_list]

@@ -5,7 +5,7 @@ The output (what the pretraining loader reads) is
     DST/JPEGImages/NAME/<stem>.jpg|png   a byte copy of the source image
     DST/Annotations/NAME/<stem>.png      an indexed PNG of the object labels
 
-for NAME in SETS. How each source set is read:
+for NAME in PRETRAIN_SETS. How each source set is read:
 
 - MSRA10K, ECSSD, PASCAL-S: colour (or grey) masks. Every distinct colour whose
   mean channel value is 0 or >= 128 becomes a label 0, 1, 2, ... in sorted colour
@@ -31,13 +31,13 @@ import sys
 import numpy as np
 from PIL import Image
 
+from dataset.layouts import PRETRAIN_SETS
 from utils.errors import UserError
 from utils.files import atomic_path
+from utils.images import IMAGE_EXTENSIONS, list_images
 from utils.names import check_plain_name, path_inside, read_name_list
 from utils.palette import FLAT_PALETTE
 
-SETS = ('COCO', 'ECSSD', 'MSRA10K', 'PASCAL-S', 'PASCALVOC2012')
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
 COCO_SPLITS = ('val2017', 'train2017')
 COCO_MIN_AREA = 500
 VOC_MAX_LABEL = 20
@@ -191,16 +191,9 @@ def _layout_error(name, src):
     return UserError(f'{src}: not a {name} folder; expected {LAYOUTS[name]} inside it')
 
 
-def _images_in(folder, exts=IMAGE_EXTS):
-    names = [n for n in os.listdir(folder)
-             if not n.startswith('.') and os.path.splitext(n)[1].lower() in exts
-             and os.path.isfile(os.path.join(folder, n))]
-    return sorted(names)
-
-
 def _colour_listing(image_dir, mask_dir, exts):
     listing = Listing(items=[])
-    for name in _images_in(image_dir, exts):
+    for name in list_images(image_dir, exts):
         stem = os.path.splitext(name)[0]
         mask = os.path.join(mask_dir, stem + '.png')
         if os.path.isfile(mask):
@@ -223,7 +216,7 @@ def ecssd_items(src):
     images, masks = os.path.join(src, 'images'), os.path.join(src, 'ground_truth_mask')
     if not (os.path.isdir(images) and os.path.isdir(masks)):
         raise _layout_error('ECSSD', src)
-    return _colour_listing(images, masks, IMAGE_EXTS)
+    return _colour_listing(images, masks, IMAGE_EXTENSIONS)
 
 
 def pascal_s_items(src):
@@ -232,7 +225,7 @@ def pascal_s_items(src):
     masks = os.path.join(src, 'datasets', 'masks', 'pascal')
     if not (os.path.isdir(images) and os.path.isdir(masks)):
         raise _layout_error('PASCAL-S', src)
-    return _colour_listing(images, masks, IMAGE_EXTS)
+    return _colour_listing(images, masks, IMAGE_EXTENSIONS)
 
 
 def voc_items(src):
@@ -316,7 +309,7 @@ LISTERS = {
 def list_items(name, src):
     """The Listing of set `name` under `src` (UserError if src lacks that set's layout)."""
     if name not in LISTERS:
-        raise UserError(f'unknown set {name!r}; choose one of {", ".join(SETS)}')
+        raise UserError(f'unknown set {name!r}; choose one of {", ".join(PRETRAIN_SETS)}')
     if not os.path.isdir(src):
         raise UserError(f'{src}: folder not found; expected a {name} folder with {LAYOUTS[name]}')
     return LISTERS[name](src)
@@ -455,7 +448,7 @@ def _progress(total, name, enabled):
 
 
 __all__ = [
-    'SETS', 'LAYOUTS', 'Item', 'Listing', 'Summary', 'colour_mask_to_labels', 'voc_mask_to_labels',
+    'LAYOUTS', 'Item', 'Listing', 'Summary', 'colour_mask_to_labels', 'voc_mask_to_labels',
     'coco_label_mask', 'load_palette', 'msra10k_items', 'ecssd_items', 'pascal_s_items', 'voc_items',
     'coco_items', 'coco_items_from', 'list_items', 'output_paths', 'item_labels', 'write_mask',
     'convert_item', 'unify',

@@ -5,7 +5,7 @@ import socket
 import pytest
 import torch
 
-from model.loading import load_model
+from model.network.loading import load_model
 from tests.support.recipe import write_recipe_checkpoint
 from utils.download import (ORIGINAL_DOWNLOAD_PAGE, RELEASED_CHECKPOINTS, cached_file_name, checkpoint_cache_dir,
                             released_checkpoint_url, resolve_checkpoint)

@@ -67,7 +67,7 @@ def test_long_videos_with_viz_score_and_own_label_values(tmp_path, recipe_checkp
     assert sorted(os.listdir(folder)) == [f'{t:05d}.png' for t in range(8)]
     for t in range(8):
         assert set(np.unique(read_label_mask(folder / f'{t:05d}.png'))) <= {0, 3, 7}
-    overlays = tmp_path / 'runs' / 'overlay' / 'AFB-URR_LongVideo_try'
+    overlays = out / 'overlay' / 'AFB-URR_LongVideo_try'
     assert sorted(os.listdir(overlays / 'clip')) == [f'{t:05d}.png' for t in range(8)]
     capture = cv2.VideoCapture(str(overlays / 'clip.mp4'))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
@@ -189,7 +189,7 @@ def test_a_corrupt_frame_stops_with_its_name_keeps_finished_masks_and_leaves_no_
     assert result.returncode == 2 and f'error: {corrupt}: cannot read frame image' in result.stderr
     masks_dir = tmp_path / 'output' / 'AFB-URR_LongVideo' / 'clip'
     assert {'00000.png', '00001.png', '00002.png'} <= set(os.listdir(masks_dir))
-    overlay_dir = tmp_path / 'overlay' / 'AFB-URR_LongVideo'
+    overlay_dir = tmp_path / 'output' / 'overlay' / 'AFB-URR_LongVideo'
     assert os.listdir(overlay_dir) == ['clip']           # no MP4, not even a temporary one
     assert not [n for n in os.listdir(masks_dir) if n.startswith('.')]
 

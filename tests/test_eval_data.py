@@ -16,7 +16,8 @@ from tests.support.synth import moving_shapes, write_davis, write_long_video, wr
 from utils.async_writer import AsyncWriter
 from utils.errors import UserError
 from utils.masks import read_label_mask, write_label_mask
-from utils.overlay import object_boundary, overlay, tensor_to_rgb
+from utils.images import tensor_to_rgb
+from utils.overlay import object_boundary, overlay
 from utils.palette import PALETTE
 from utils.video_writer import Mp4Writer
 
@@ -48,9 +49,9 @@ def test_davis_layout(tmp_path):
     assert bear.frame_paths == [os.path.join(root, 'JPEGImages', '480p', 'bear', f'{t:05d}.jpg') for t in range(3)]
     assert bear.given_masks == {0: os.path.join(root, 'Annotations', '480p', 'bear', '00000.png')}
     assert bear.annotation_dir == os.path.join(root, 'Annotations', '480p', 'bear')
-    assert bear.object_labels is None and bear.frames_to_write is None and bear.resize_height is None
+    assert bear.object_labels == () and bear.frames_to_write is None and bear.resize_height is None
     assert len(sequences[1]) == 4 and bear.first_given == 0
-    assert [s.name for s in davis_sequences(root, split='2017/train.txt')] == ['trainseq']
+    assert [s.name for s in davis_sequences(root, split='train')] == ['trainseq']
 
 
 def test_long_video_layout_and_stream(tmp_path):
@@ -88,7 +89,7 @@ def test_youtube_layout(tmp_path):
     assert [s.name for s in sequences] == ['vid_a', 'vid_b']
     seq = sequences[1]
     assert seq.frame_names == ['00000', '00005', '00010', '00015', '00020']
-    assert seq.object_labels == [1, 2, 3]
+    assert seq.object_labels == (1, 2, 3)
     assert seq.frames_to_write == {1, 3, 4}
     ann = os.path.join(root, 'Annotations', 'vid_b')
     assert seq.given_masks == {1: os.path.join(ann, '00005.png'), 3: os.path.join(ann, '00015.png')}
@@ -101,6 +102,7 @@ def test_youtube_layout(tmp_path):
     assert items[0].given is None and items[2].given is None and items[4].given is None
     np.testing.assert_array_equal(items[1].given, np.where(masks[1] == 1, 1, 0))
     np.testing.assert_array_equal(items[3].given, np.where(np.isin(masks[3], [2, 3]), masks[3], 0))
+    assert (items[1].given_labels, items[3].given_labels) == ((1,), (2, 3))
     assert items[3].frame.shape == (3, H, W)  # smaller than 495: not resized
     assert torch.equal(items[3].frame, _expected_frame(seq.frame_paths[3]))
 
@@ -164,6 +166,8 @@ def test_layout_errors(tmp_path):
     (root / 'ImageSets' / '2017' / 'val.txt').write_text('seq\nghost\n')
     _raises(root / 'JPEGImages' / '480p' / 'ghost', davis_sequences, str(root))
     (root / 'JPEGImages' / '480p' / 'ghost').mkdir()
+    _raises(root / 'Annotations' / '480p' / 'ghost', davis_sequences, str(root))
+    (root / 'Annotations' / '480p' / 'ghost').mkdir()
     _raises(root / 'JPEGImages' / '480p' / 'ghost', davis_sequences, str(root))  # listed, no frames
     (root / 'ImageSets' / '2017' / 'val.txt').write_text('seq\n')
     os.remove(root / 'Annotations' / '480p' / 'seq' / '00000.png')
@@ -338,8 +342,9 @@ def test_stream_video_file(tmp_path):
     assert [item.name for item in items] == [f'{t:05d}' for t in range(7)]
     assert [item.index for item in items] == list(range(7))
     assert all(item.frame.shape == (3, H, W) and item.frame.dtype == torch.float32 for item in items)
-    assert all(item.original_size == (H, W) for item in items)
+    assert all(item.original_size is None for item in items)
     np.testing.assert_array_equal(items[0].given, masks[0])
+    assert items[0].given_labels == (1, 2) and all(item.given_labels == () for item in items[1:])
     assert all(item.given is None for item in items[1:])
     # lossy codec: close to the written frames, not equal
     assert (items[3].frame - torch.from_numpy(frames[3]).permute(2, 0, 1) / 255).abs().mean() < 0.05
@@ -354,7 +359,9 @@ def test_stream_video_file(tmp_path):
     assert path in message
 
 
-def test_sequence_fields():
-    seq = Sequence(name='s', frame_paths=['a.jpg'], frame_names=['a'], given_masks={0: 'a.png'},
-                   object_labels=None, frames_to_write=None, annotation_dir=None, resize_height=None)
-    assert seq.given_objects is None and len(seq) == 1
+def test_a_sequence_writes_from_its_first_given_frame_and_only_listed_frames():
+    seq = Sequence(name='s', frame_paths=['a.jpg', 'b.jpg', 'c.jpg', 'd.jpg'], frame_names=['a', 'b', 'c', 'd'],
+                   given_masks={1: 'b.png'}, frames_to_write={0, 1, 3})
+    assert seq.first_given == 1 and seq.frame_count == 3
+    assert [seq.writes(t) for t in range(4)] == [False, True, False, True]
+    assert seq.output_names() == ['b', 'd']

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.segmenter import Segmenter
+from model.inference.segmenter import Segmenter
 from tests.conftest import run_script
 from tests.support.synth import moving_shapes
 from utils.errors import UserError
@@ -29,7 +29,7 @@ def test_api_matches_eval_on_a_frame_folder(tmp_path, recipe_checkpoint, clip):
     run_script('eval.py', '--video', folder, '--mask', tmp_path / 'first.png', '--resume', recipe_checkpoint,
                '--gpu', -1, '--output', tmp_path / 'out', '--update-rate', 0.05)
 
-    segmenter = Segmenter(recipe_checkpoint, device='cpu', update_rate=0.05)
+    segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu', update_rate=0.05)
     results = list(segmenter.segment(iter(frames), masks[0], probabilities=True))
     assert len(results) == 6
     for t, (labels, probabilities) in enumerate(results):
@@ -50,7 +50,7 @@ def test_video_file_with_viz(tmp_path, recipe_checkpoint, clip):
                recipe_checkpoint, '--gpu', -1, '--viz', '--output', tmp_path / 'out')
     written = sorted(os.listdir(tmp_path / 'out' / 'AFB-URR_Video' / 'clip'))
     assert written == [f'{t:05d}.png' for t in range(6)]
-    capture = cv2.VideoCapture(str(tmp_path / 'overlay' / 'AFB-URR_Video' / 'clip.mp4'))
+    capture = cv2.VideoCapture(str(tmp_path / 'out' / 'overlay' / 'AFB-URR_Video' / 'clip.mp4'))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12)
     capture.release()
@@ -67,6 +67,6 @@ def test_rgb_first_mask_is_refused_with_advice(tmp_path, recipe_checkpoint, clip
 
 def test_api_rejects_bad_frames(recipe_checkpoint, clip):
     frames, masks = clip
-    segmenter = Segmenter(recipe_checkpoint, device='cpu')
+    segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu')
     with pytest.raises(UserError, match='RGB uint8'):
         list(segmenter.segment([frames[0].astype(np.float32)], masks[0]))

@@ -1,4 +1,4 @@
-"""train.py and model.trainer on small synthetic datasets, on the CPU.
+"""train.py and model.training on small synthetic datasets, on the CPU.
 
 Runs start from a recipe checkpoint with --resume ... --new (no ImageNet download),
 at 32x32 with 3-frame clips and one or two clips per epoch.
@@ -17,10 +17,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 import train as train_script
-from model.network import AFBURR
-from model.trainer import (ClipLossModule, Trainer, TrainingConfig, restore_training_state, train, train_step,
-                           weights_digest)
-from model.training_step import freeze_batchnorm
+from model.network.afburr import AFBURR
+from dataset.training import training_dataset
+from model.inference.options import DEFAULT_BANK_OPTIONS
+from model.training.config import TrainingConfig
+from model.training.loss import freeze_batchnorm
+from model.training.trainer import (ClipLossModule, Trainer, restore_training_state, train, train_step,
+                                    weights_digest)
 from tests.support.recipe import recipe_state_dict, write_recipe_checkpoint
 from tests.support.synth import moving_shapes, write_davis
 from utils.checkpoint import load_weights, model_state, read_checkpoint
@@ -51,14 +54,9 @@ def _write_pretrain_set(root, set_name, frames, masks):
         write_label_mask(os.path.join(root, 'Annotations', set_name, f'img_{i:03d}.png'), mask)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """These runs are tiny: one thread is as fast, and stays fast when other work shares the cores
-    (oversubscribed threads made them several times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# These runs are tiny: one thread is as fast, and stays fast when other work shares the cores
+# (oversubscribed threads made them several times slower).
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(autouse=True)
@@ -170,8 +168,8 @@ def test_youtube_and_pretrain_runs_restart_at_epoch_0_with_new(data, tmp_path, m
 
 
 def test_total_epoch_is_an_alias_of_total_epochs():
-    assert train_script.parse_args(['--dataset', 'd', '--level', '1', '--total-epoch', '7']).total_epochs == 7
-    assert train_script.parse_args(['--dataset', 'd', '--level', '1', '--total-epochs', '8']).total_epochs == 8
+    assert train_script.parse_args(['--dataset', 'd', '--level', '1', '--total-epoch', '7'])['total_epochs'] == 7
+    assert train_script.parse_args(['--dataset', 'd', '--level', '1', '--total-epochs', '8'])['total_epochs'] == 8
 
 
 def test_resume_continues_at_the_next_epoch_in_the_run_folder(data, davis_run, tmp_path, monkeypatch, capsys):
@@ -218,11 +216,21 @@ def _config(data, **changes):
     return TrainingConfig(**settings)
 
 
+def _inputs(config):
+    """The dataset and checkpoint train.py gives `train` for this config."""
+    dataset = training_dataset(config.level, config.dataset, output_size=config.output_size, clip_n=config.clip_n,
+                               obj_n=config.obj_n)
+    return dataset, read_checkpoint(config.resume) if config.resume else None
+
+
 def test_stopping_and_resuming_trains_exactly_like_one_run(data, tmp_path):
-    straight = Trainer(_config(data, resume=data['recipe'], new=True), ProcessInfo(), torch.device('cpu'))
+    config = _config(data, resume=data['recipe'], new=True)
+    straight = Trainer(config, *_inputs(config), ProcessInfo(), torch.device('cpu'))
     straight.run()
-    first = train(_config(data, resume=data['recipe'], new=True, total_epochs=1, log=True, log_root=str(tmp_path)))
-    second = train(_config(data, resume=os.path.join(first.log_dir, 'model', 'final.pth'), log=True))
+    config = _config(data, resume=data['recipe'], new=True, total_epochs=1, log=True, log_root=str(tmp_path))
+    first = train(config, *_inputs(config))
+    config = _config(data, resume=os.path.join(first.log_dir, 'model', 'final.pth'), log=True)
+    second = train(config, *_inputs(config))
     assert second.log_dir == first.log_dir
     resumed = read_checkpoint(os.path.join(first.log_dir, 'model', 'final.pth'))
     assert resumed['epoch'] == 1
@@ -245,7 +253,7 @@ def test_training_on_one_clip_lowers_its_loss():
     freeze_batchnorm(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler('cpu', enabled=False)
-    step_module = ClipLossModule(model)
+    step_module = ClipLossModule(model, lu=0.5, budget=DEFAULT_BANK_OPTIONS.budget)
     losses = [train_step(step_module, optimizer, scaler, frames, masks).loss.item() for _ in range(4)]
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0] - 0.1, losses
@@ -310,7 +318,37 @@ def test_resuming_a_weights_only_checkpoint_asks_for_new(data, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message on a machine without CUDA')
-def test_default_gpu_without_cuda_says_how_to_use_the_cpu(data, capsys):
-    assert train_script.main(['--level', '1', '--dataset', data['davis']]) == 2
+def test_a_gpu_asked_for_without_cuda_says_how_to_use_the_cpu(data, capsys):
+    assert train_script.main(['--level', '1', '--dataset', data['davis'], '--gpu', '0']) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith('error: --gpu cuda:0: CUDA is not available') and '--device cpu' in error
+
+
+def test_a_resume_keeps_the_run_flags_and_warns_about_a_changed_one(data, davis_run, tmp_path, monkeypatch, capsys):
+    cwd, _ = davis_run
+    [log_dir] = log_folders(cwd)
+    before = read_checkpoint(os.path.join(log_dir, 'model', 'final.pth'))
+    assert before['flags']['output_size'] == 32 and before['flags']['clip_n'] == 3
+    before['log_dir'] = str(tmp_path / 'run')
+    torch.save(before, tmp_path / 'epoch0.pth')
+    monkeypatch.chdir(tmp_path)
+    # --output-size, --max-iters and --workers are not given again: the run's own are used, not the defaults.
+    assert train_script.main(['--level', '1', '--dataset', data['davis'], '--resume', 'epoch0.pth', '--log',
+                              '--device', 'cpu', '--total-epochs', '2', '--clip-n', '2']) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith('warning: ')] == \
+        ['warning: --clip-n 2 differs from the run\'s saved 3; using 2']
+    after = read_checkpoint(str(tmp_path / 'run' / 'model' / 'final.pth'))
+    assert after['epoch'] == 1
+    assert after['flags'] == {**before['flags'], 'clip_n': 2, 'total_epochs': 2}
+
+
+def test_resume_takes_a_released_name(data, serve, tmp_path, monkeypatch, capsys):
+    with open(data['recipe'], 'rb') as f:
+        url, server = serve({'/NeurIPS20_level0_PreTrain.pth': f.read()})
+    monkeypatch.setenv('AFBURR_CHECKPOINT_URL', url)
+    monkeypatch.setenv('AFBURR_CACHE_DIR', str(tmp_path / 'cache'))
+    out = train_in_process(['--level', '1', '--dataset', data['davis'], '--resume', 'pretrain', '--new',
+                            '--max-iters', '1', '--total-epochs', '1', *SMALL], tmp_path, monkeypatch, capsys)
+    assert 'started from the weights of' in out and 'NeurIPS20_level0_PreTrain.pth' in out
+    assert server.requests == [('/NeurIPS20_level0_PreTrain.pth', None)]

@@ -364,7 +364,7 @@ def test_davis_bad_input(tmp_path, davis_root):
     with pytest.raises(UserError, match='nowhere'):
         DAVISTrain(missing)
     os.makedirs(tmp_path / 'empty_davis')
-    with pytest.raises(UserError, match=r'train\.txt.*JPEGImages/480p'):
+    with pytest.raises(UserError, match=r'JPEGImages/480p: folder not found; expected the DAVIS 2017 layout'):
         DAVISTrain(str(tmp_path / 'empty_davis'))
     os.remove(os.path.join(davis_root, 'Annotations', '480p', 'cows', '00003.png'))
     with pytest.raises(UserError, match=r'JPEGImages/480p/cows.*do not pair up'):

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from dataset import unify as U
+from dataset.layouts import PRETRAIN_SETS
 from dataset.training import read_pretrain_sets
 from utils.errors import UserError
 from utils.palette import FLAT_PALETTE
@@ -345,7 +346,7 @@ def test_coco_needs_pycocotools(tmp_path, monkeypatch):
 def test_assets():
     with open(os.path.join(REPO, 'assets', 'pretrain.txt')) as f:
         assert f.read().split() == ['COCO', 'ECSSD', 'MSRA10K', 'PASCAL-S', 'PASCALVOC2012']
-    assert read_pretrain_sets(os.path.join(REPO, 'assets', 'pretrain.txt')) == sorted(U.SETS)
+    assert read_pretrain_sets(os.path.join(REPO, 'assets', 'pretrain.txt')) == sorted(PRETRAIN_SETS)
     path = os.path.join(REPO, 'assets', 'mask_palette.png')
     assert os.path.getsize(path) < 4096
     assert U.load_palette(path) == FLAT_PALETTE

@@ -73,11 +73,6 @@ class AsyncWriter:
         if raise_errors:
             self._raise_error()
 
-    @property
-    def error(self):
-        """The first job error (None while all went well)."""
-        return self._error
-
     def __enter__(self):
         return self
 

@@ -20,13 +20,16 @@ _NUMPY_SCALAR_GLOBALS = [np._core.multiarray.scalar, np.dtype] + [
 def _load_failure(error):
     """Why torch.load failed, in one line, without torch's advice to switch safe loading off."""
     text = str(error)
-    if 'Weights only load failed' in text:
-        refused = re.search(r'GLOBAL (\S+)', text)
-        what = f'the global {refused.group(1)}' if refused else 'pickle instructions'
+    refused = re.search(r'GLOBAL (\S+)', text)
+    if refused:
         return (f'refused to load: it contains objects that safe loading (weights_only=True) does not allow '
-                f'({what}), which could run code; use a checkpoint from a trusted source')
-    first_line = text.splitlines()[0] if text else ''
-    return f'not a PyTorch checkpoint, or a truncated one ({type(error).__name__}: {first_line})'
+                f'(the global {refused.group(1)}), which could run code; use a checkpoint from a trusted source')
+    if 'Weights only load failed' in text:
+        unsupported = re.search(r'Unsupported operand \d+', text)
+        detail = unsupported.group(0) if unsupported else 'unreadable pickle'
+    else:
+        detail = f'{type(error).__name__}: {text.splitlines()[0].split(". ")[0] if text else ""}'
+    return f'not a PyTorch checkpoint, or a truncated one ({detail})'
 
 
 def read_checkpoint(path, device='cpu'):

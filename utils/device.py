@@ -18,8 +18,11 @@ def device_name(device=None, gpu=None):
     return f'cuda:{gpu}'
 
 
-def select_device(name='cpu', flag='--device'):
-    """A torch.device for 'auto', 'cpu', 'cuda' or 'cuda:N', or a clear error when that GPU is absent."""
+def select_device(name='cpu', flag='--device', cpu_choice='--device cpu (or --gpu -1)'):
+    """A torch.device for 'auto', 'cpu', 'cuda' or 'cuda:N', or a clear error when that GPU is absent.
+
+    `flag` names the setting in messages and `cpu_choice` says how to pick the CPU instead.
+    """
     if name == 'auto':
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     if name == 'cpu':
@@ -32,8 +35,16 @@ def select_device(name='cpu', flag='--device'):
         raise UserError(f'{flag} {name}: only cpu and cuda devices are supported')
     if not torch.cuda.is_available():
         raise UserError(f'{flag} {name}: CUDA is not available on this machine (torch {torch.__version__}, '
-                        f'CUDA build: {torch.version.cuda or "no"}); use --device cpu (or --gpu -1)')
+                        f'CUDA build: {torch.version.cuda or "no"}); use {cpu_choice}')
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise UserError(f'{flag} {name}: this machine has {torch.cuda.device_count()} CUDA device(s), '
                         f'numbered from 0')
+    return device
+
+
+def process_device(name, process, flag='--device'):
+    """This process's device: under torchrun (process.distributed) a CUDA device becomes cuda:LOCAL_RANK."""
+    device = select_device(name, flag)
+    if process.distributed and device.type == 'cuda':
+        device = select_device(f'cuda:{process.local_rank}', 'LOCAL_RANK')
     return device

@@ -6,6 +6,24 @@ from utils.errors import UserError
 from utils.files import atomic_path
 from utils.palette import FLAT_PALETTE
 
+VOID_LABEL = 255  # ground-truth pixels that belong to no object and are not background
+# More objects than this in one mask is almost surely an image that is not a label map.
+MAX_OBJECTS = 64
+
+
+def present_labels(mask):
+    """The sorted object labels present in a label array (not background 0, not void)."""
+    return [int(v) for v in np.unique(np.asarray(mask)) if v not in (0, VOID_LABEL)]
+
+
+def object_labels_of(mask, source):
+    """The object labels of a given mask (present_labels), refusing what cannot be a label map; `source` names it."""
+    labels = present_labels(mask)
+    if len(labels) > MAX_OBJECTS:
+        raise UserError(f'{source} has {len(labels)} labels, more than {MAX_OBJECTS}: is it a colour or grey '
+                        f'image instead of a label mask (0 = background, 1..N objects)?')
+    return labels
+
 
 def read_label_mask(path):
     """Read a label mask as a uint8 (H, W) array of label ids.

@@ -42,7 +42,3 @@ def overlay(image_rgb, labels, alpha=ALPHA):
         out[object_boundary(labels)] = 0
     return out
 
-
-def tensor_to_rgb(frame):
-    """uint8 (H, W, 3) of a float (3, H, W) tensor in [0, 1] (exact inverse of to_tensor for uint8 images)."""
-    return frame.detach().mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()

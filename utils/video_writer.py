@@ -18,8 +18,8 @@ from utils.files import temporary_path_beside
 
 
 class Mp4Writer:
-    def __init__(self, path, fps, frame_size=None):
-        """`frame_size` (H, W) opens the file now; otherwise the first frame sets it."""
+    def __init__(self, path, fps):
+        """The first frame written sets the video's size."""
         self.path = os.fspath(path)
         self.fps = float(fps)
         self.frame_size = None
@@ -27,8 +27,6 @@ class Mp4Writer:
         self._writer = None
         self._tmp = None
         self._closed = False
-        if frame_size is not None:
-            self._open(tuple(frame_size))
 
     def _open(self, frame_size):
         import cv2

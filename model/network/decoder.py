@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.blocks import Refine, ResBlock
+from model.network.blocks import Refine, ResBlock
 
 GLOBAL_CHANNELS = 256
 LOCAL_CHANNELS = 32

@@ -1,15 +1,16 @@
 """The training loop of train.py: the released recipe, with exact resume, TensorBoard and torchrun.
 
 Each step trains on one clip: memorize its first frame, segment the others,
-loss = cross-entropy + lu * uncertainty term (model.training_step.clip_loss),
+loss = cross-entropy + lu * uncertainty term (model.training.loss.clip_loss),
 AdamW on all parameters with BatchNorm frozen. StepLR halves the learning rate
 every `scheduler_step` epochs. An epoch is one pass over the dataset (one clip per
 video or image, as released), capped at `max_iters` clips per process.
 
-With `log`, checkpoints go to LOG_ROOT/level<L>_<YYYYmmdd-HHMMSS>/model/ in the
+With `log`, checkpoints go to <log_root>/level<L>_<YYYYmmdd-HHMMSS>/model/ in the
 released layout {'epoch', 'model', 'optimizer', 'loss', 'seed'} plus the extra
 keys an exact resume needs: 'best_loss', 'iteration', 'log_dir', 'rng_states'
-(one entry per process) and 'scaler'. TensorBoard scalars go to .../log/.
+(one entry per process), 'scaler', and 'flags' (the run's flags, see
+model.training.config). TensorBoard scalars go to .../log/.
 
 Under torchrun every process trains on its own share of the clips
 (DistributedSampler), DistributedDataParallel averages the gradients, and only
@@ -30,78 +31,23 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from dataset.training import training_dataset
-from model.loading import load_imagenet_weights
-from model.network import AFBURR
-from model.rng_state import capture_rng_state, restore_rng_state, seed_everything
-from model.training_step import clip_loss, freeze_batchnorm
-from utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
-from utils.device import select_device
+from model.network.afburr import AFBURR
+from model.network.loading import load_imagenet_weights
+from model.training.loss import clip_loss, freeze_batchnorm
+from model.training.rng_state import capture_rng_state, restore_rng_state, seed_everything
+from utils.checkpoint import load_weights, save_checkpoint
+from utils.device import process_device
 from utils.distributed import (broadcast_from_main, gather_from_all, process_group, process_info,
                                sum_over_processes)
 from utils.errors import UserError
 
-LOG_ROOT = 'logs'
 LR_GAMMA = 0.5
-
-
-@dataclass
-class TrainingConfig:
-    """One training run; the fields are train.py's flags (defaults as released where it had the flag)."""
-    dataset: str
-    level: int
-    device: object = 'cpu'  # a torch.device or its name; under torchrun CUDA means cuda:LOCAL_RANK
-    seed: int = -1  # negative: taken from the clock
-    log: bool = False
-    lr: float = 1e-5
-    lu: float = 0.5
-    resume: str = None
-    new: bool = False
-    scheduler_step: int = 25
-    total_epochs: int = 100
-    budget: int = 300000
-    obj_n: int = 3
-    clip_n: int = 6
-    output_size: int = 400
-    max_iters: int = None  # clips per epoch and process; None: the whole dataset
-    workers: int = 2
-    amp: bool = False
-    log_root: str = LOG_ROOT
-
-
-def check_config(config):
-    """Raise a UserError naming the flag when a setting cannot work."""
-    checks = [
-        (config.clip_n >= 2, f'--clip-n {config.clip_n}: a clip needs at least 2 frames '
-                             f'(the first is memorized, the others are segmented)'),
-        (config.obj_n >= 2, f'--obj-n {config.obj_n}: needs at least 2 (the background and one object)'),
-        (config.output_size >= 16 and config.output_size % 16 == 0,
-         f'--output-size {config.output_size}: must be a positive multiple of 16 (training clips are not padded)'),
-        (config.lr > 0, f'--lr {config.lr}: must be positive'),
-        (config.lu >= 0, f'--lu {config.lu}: must not be negative'),
-        (config.budget >= 1, f'--budget {config.budget}: must be at least 1'),
-        (config.scheduler_step >= 1, f'--scheduler-step {config.scheduler_step}: must be at least 1'),
-        (config.total_epochs >= 0, f'--total-epochs {config.total_epochs}: must not be negative'),
-        (config.max_iters is None or config.max_iters >= 1, f'--max-iters {config.max_iters}: must be at least 1'),
-        (config.workers >= 0, f'--workers {config.workers}: must not be negative'),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
-
-
-def training_device(device, process):
-    """The device this process trains on: under torchrun a CUDA device becomes cuda:LOCAL_RANK."""
-    device = select_device(str(device))
-    if process.distributed and device.type == 'cuda':
-        device = select_device(f'cuda:{process.local_rank}', flag='LOCAL_RANK')
-    return device
 
 
 class ClipLossModule(nn.Module):
     """The network with the clip loss as its forward, so DistributedDataParallel sees one call per step."""
 
-    def __init__(self, model, lu=0.5, budget=300000):
+    def __init__(self, model, lu, budget):
         super().__init__()
         self.model = model
         self.lu = lu
@@ -201,10 +147,13 @@ def new_log_dir(root, level):
 
 
 def write_epoch_checkpoints(model_dir, model, optimizer, epoch, loss, seed, improved, **extra):
-    """final.pth every epoch; epoch_<NNN>_loss_<x.xxx>.pth and best.pth too when the loss improved."""
-    names = ['final.pth']
-    if improved:
-        names += [f'epoch_{epoch:03d}_loss_{loss:.3f}.pth', 'best.pth']
+    """epoch_<NNN>_loss_<x.xxx>.pth and best.pth when the loss improved, then final.pth every epoch.
+
+    final.pth comes last because a resume reads it: a run stopped before it is written
+    redoes the epoch and writes its files again, so no epoch's files are ever skipped.
+    """
+    names = [f'epoch_{epoch:03d}_loss_{loss:.3f}.pth', 'best.pth'] if improved else []
+    names.append('final.pth')
     paths = [os.path.join(model_dir, name) for name in names]
     for path in paths:
         save_checkpoint(path, model, optimizer, epoch=epoch, loss=loss, seed=seed, **extra)
@@ -238,17 +187,15 @@ def _run_seed(config, checkpoint, resuming):
 class Trainer:
     """One training run, set up from a TrainingConfig by `train`; `run` trains the remaining epochs."""
 
-    def __init__(self, config, process, device):
+    def __init__(self, config, dataset, checkpoint, process, device):
         self.config = config
+        self.dataset = dataset
         self.process = process
         self.device = device
-        checkpoint = read_checkpoint(config.resume) if config.resume else None
         resuming = checkpoint is not None and not config.new
         self.seed = _run_seed(config, checkpoint, resuming)
         seed_everything(self.seed + process.rank)
 
-        self.dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
-                                        clip_n=config.clip_n, obj_n=config.obj_n)
         self.model = AFBURR()
         if checkpoint is not None:
             load_weights(self.model, checkpoint, config.resume)
@@ -377,7 +324,7 @@ class Trainer:
         paths = write_epoch_checkpoints(
             os.path.join(self.log_dir, 'model'), self.model, self.optimizer, epoch, loss, self.seed, improved,
             best_loss=self.point.best_loss, iteration=self.point.iteration, log_dir=self.log_dir,
-            rng_states=rng_states, scaler=self.scaler.state_dict())
+            rng_states=rng_states, scaler=self.scaler.state_dict(), flags=self.config.run_flags())
         self.say('saved ' + ', '.join(os.path.basename(path) for path in paths))
 
     def check_replicas_agree(self):
@@ -390,15 +337,17 @@ class Trainer:
         self.say('weights digest per process: ' + ' '.join(digests))
 
 
-def train(config):
-    """Train as `config` says, in this process or as one torchrun process; returns a TrainingOutcome."""
-    check_config(config)
+def train(config, dataset, checkpoint=None):
+    """Train as `config` says on `dataset`, in this process or as one torchrun process; returns a TrainingOutcome.
+
+    `checkpoint`: the dict read from config.resume, if any (weights, and the run to continue without config.new).
+    """
     process = process_info()
-    device = training_device(config.device, process)
+    device = process_device(config.device, process)
     if config.amp and device.type != 'cuda':
         raise UserError(f'--amp: mixed precision training needs a CUDA device (this run is on {device}); '
                         f'drop --amp')
     if process.distributed and device.type == 'cuda':
         torch.cuda.set_device(device)  # NCCL's collectives run on the current device
     with process_group('nccl' if device.type == 'cuda' else 'gloo'):
-        return Trainer(config, process, device).run()
+        return Trainer(config, dataset, checkpoint, process, device).run()

@@ -1,13 +1,20 @@
-"""Scoring (utils/metrics.py) on hand-made masks whose J, F and statistics are worked out here."""
+"""The measures (utils/metrics.py) and the DAVIS protocol (dataset/scoring.py) on hand-made masks
+whose J, F and statistics are worked out here."""
 import os
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from dataset import scoring
+from tests.conftest import run_script
 from utils import metrics
+from utils.distributed import ProcessInfo
 from utils.errors import UserError
 from utils.masks import write_label_mask
+from utils.palette import FLAT_PALETTE
 
 
 def square(shape, rows, cols, label=1, into=None):
@@ -199,7 +206,7 @@ def two_object_gt():
 def test_label_missing_from_results_is_an_empty_prediction():
     gt = [two_object_gt() for _ in range(3)]
     only_one = square(SHAPE, (2, 5), (2, 5), 1)
-    scores = metrics.evaluate_sequence('seq', gt, [None, only_one, None])
+    scores = scoring.evaluate_sequence('seq', gt, [None, only_one, None])
     assert [s.name for s in scores] == ['seq_1', 'seq_2']
     first, second = scores
     assert (first.j_mean, first.j_recall, first.j_decay, first.f_mean) == (1.0, 1.0, 0.0, 1.0)
@@ -211,10 +218,10 @@ def test_result_label_above_object_count_raises():
     bad = two_object_gt()
     bad[0, 0] = 3
     with pytest.raises(UserError, match=r'myseq.*frame7\.png.*label 3.*2 object'):
-        metrics.evaluate_sequence('myseq', gt, [None, bad, None],
+        scoring.evaluate_sequence('myseq', gt, [None, bad, None],
                                   result_names=['frame6.png', 'frame7.png', 'frame8.png'])
     # The same label in an unscored frame (the first) is not looked at.
-    scores = metrics.evaluate_sequence('myseq', gt, [bad, two_object_gt(), None])
+    scores = scoring.evaluate_sequence('myseq', gt, [bad, two_object_gt(), None])
     assert len(scores) == 2
 
 
@@ -225,14 +232,14 @@ def test_void_is_background_and_objects_come_from_first_frame():
     gt1 = square(SHAPE, (15, 16), (15, 16), 2, into=gt1)     # label 2 only in a later frame: ignored
     gt = [gt0, gt1, gt0.copy()]
     exact = square(SHAPE, (2, 3), (2, 3), 1)
-    scores = metrics.evaluate_sequence('v', gt, [None, exact, None])
+    scores = scoring.evaluate_sequence('v', gt, [None, exact, None])
     assert len(scores) == 1                      # not 255 objects, and label 2 is no object
     assert scores[0].j_mean == 1.0               # void pixels are not part of object 1
     covering_void = square(SHAPE, (10, 11), (10, 11), 1, into=exact.copy())
-    scores = metrics.evaluate_sequence('v', gt, [None, covering_void, None])
+    scores = scoring.evaluate_sequence('v', gt, [None, covering_void, None])
     assert scores[0].j_mean == pytest.approx(4 / 8)   # void is plain background: a false positive
     with pytest.raises(UserError, match='label 2'):
-        metrics.evaluate_sequence('v', gt, [None, gt1, None])
+        scoring.evaluate_sequence('v', gt, [None, gt1, None])
 
 
 def test_protocols_drop_frames():
@@ -241,32 +248,91 @@ def test_protocols_drop_frames():
     empty = np.zeros(SHAPE, np.uint8)
     junk = np.full(SHAPE, 9, np.uint8)           # would be an error if the first frame were scored
     # davis: frames 1, 2 -> J [1, 0]; the last frame is not needed.
-    davis, = metrics.evaluate_sequence('s', gt, [junk, obj, empty, None], protocol='davis')
+    davis, = scoring.evaluate_sequence('s', gt, [junk, obj, empty, None], protocol='davis')
     assert (davis.j_mean, davis.j_recall, davis.j_decay) == (0.5, 0.5, 1.0)
     assert (davis.f_mean, davis.f_recall, davis.f_decay) == (0.5, 0.5, 1.0)
     # long: frames 1, 2, 3 -> J [1, 0, 1]; decay (N=3) = mean(1, 0) - 1 = -0.5.
-    long_, = metrics.evaluate_sequence('s', gt, [junk, obj, empty, obj], protocol='long')
+    long_, = scoring.evaluate_sequence('s', gt, [junk, obj, empty, obj], protocol='long')
     assert long_.j_mean == pytest.approx(2 / 3)
     assert long_.j_recall == pytest.approx(2 / 3)
     assert long_.j_decay == pytest.approx(-0.5)
     with pytest.raises(UserError):
-        metrics.evaluate_sequence('s', gt, [junk, obj, empty, None], protocol='long')
-    assert metrics.scored_frame_indices(4, 'davis') == [1, 2]
-    assert metrics.scored_frame_indices(4, 'long') == [1, 2, 3]
+        scoring.evaluate_sequence('s', gt, [junk, obj, empty, None], protocol='long')
+    assert scoring.scored_frame_indices(4, 'davis') == [1, 2]
+    assert scoring.scored_frame_indices(4, 'long') == [1, 2, 3]
     with pytest.raises(ValueError):
-        metrics.scored_frame_indices(4, 'youtube')
+        scoring.scored_frame_indices(4, 'youtube')
 
 
 def test_too_few_frames_and_shape_mismatch():
     obj = square(SHAPE, (4, 9), (4, 9), 1)
     with pytest.raises(UserError, match='at least 3'):
-        metrics.evaluate_sequence('s', [obj, obj], [None, obj], protocol='davis')
-    assert len(metrics.evaluate_sequence('s', [obj, obj], [None, obj], protocol='long')) == 1
+        scoring.evaluate_sequence('s', [obj, obj], [None, obj], protocol='davis')
+    assert len(scoring.evaluate_sequence('s', [obj, obj], [None, obj], protocol='long')) == 1
     with pytest.raises(UserError, match='resolution'):
-        metrics.evaluate_sequence('s', [obj, obj, obj], [None, np.zeros((10, 20), np.uint8), None])
+        scoring.evaluate_sequence('s', [obj, obj, obj], [None, np.zeros((10, 20), np.uint8), None])
+
+
+def test_binary_0_255_results_of_a_one_object_video_score_as_object_1():
+    obj = square(SHAPE, (4, 9), (4, 9), 1)
+    gt = [obj.copy() for _ in range(4)]
+    as_255 = obj * 255
+    for protocol in ('davis', 'long'):
+        score, = scoring.evaluate_sequence('s', gt, [None, as_255, as_255, as_255], protocol=protocol)
+        assert (score.j_mean, score.f_mean) == (1.0, 1.0)
+    # An all-background frame among the 0/255 ones stays background.
+    score, = scoring.evaluate_sequence('s', gt, [None, as_255, np.zeros(SHAPE, np.uint8), None])
+    assert score.j_mean == 0.5
+
+
+def test_255_is_still_an_unknown_label_with_other_labels_or_objects():
+    obj = square(SHAPE, (4, 9), (4, 9), 1)
+    with pytest.raises(UserError, match='label 255 but the first ground-truth frame has 1 object'):
+        scoring.evaluate_sequence('s', [obj] * 3, [None, np.maximum(obj, square(SHAPE, (0, 1), (0, 1), 255)), None])
+    gt = [two_object_gt() for _ in range(3)]
+    with pytest.raises(UserError, match='label 255 but the first ground-truth frame has 2 object'):
+        scoring.evaluate_sequence('s', gt, [None, (two_object_gt() > 0) * np.uint8(255), None])
+
+
+def test_labels_missing_from_the_first_frame_get_one_warning_line(capsys):
+    gt = square(SHAPE, (2, 5), (2, 5), 3)
+    gt = square(SHAPE, (10, 13), (10, 13), 7, into=gt)
+    scores = scoring.evaluate_sequence('v', [gt] * 3, [None, gt, None])
+    assert len(scores) == 7 and all(s.j_mean == 1.0 for s in scores)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['warning: v: the first ground-truth frame lacks labels [1, 2, 4, 5, 6] of 1..7; they are '
+                   'scored as empty objects (1.0 when the results leave them empty), as the official tool does']
+    scoring.evaluate_sequence('v', [two_object_gt()] * 3, [None, two_object_gt(), None])
+    assert capsys.readouterr().err == ''
+
+
+@pytest.mark.parametrize('mode', ['P', 'L'])
+def test_score_only_reads_0_255_palette_and_grey_pngs(tmp_path, mode):
+    root = tmp_path / 'long'
+    obj = square(SHAPE, (4, 9), (4, 9), 1)
+    for name in ('00000', '00003', '00005'):
+        write_label_mask(root / 'Annotations' / 'clip' / f'{name}.png', obj)
+    (root / 'JPEGImages' / 'clip').mkdir(parents=True)
+    for t in range(6):
+        Image.fromarray(np.zeros(SHAPE + (3,), np.uint8)).save(root / 'JPEGImages' / 'clip' / f'{t:05d}.jpg')
+    (root / 'val.txt').write_text('clip\n')
+    results = tmp_path / 'results' / 'clip'
+    results.mkdir(parents=True)
+    for name in ('00003', '00005'):
+        image = Image.fromarray(obj * np.uint8(255), mode=mode)
+        if mode == 'P':
+            image.putpalette(FLAT_PALETTE)
+        image.save(results / f'{name}.png')
+    result = run_script('eval.py', '--level', 3, '--dataset', root, '--score-only', '--results', tmp_path / 'results')
+    assert (tmp_path / 'results' / 'global_results-val.csv').read_text().splitlines()[1] == \
+        '1.000,1.000,1.000,0.000,1.000,1.000,0.000', result.stdout
 
 
 # ----------------------------------------------------------------------------- folders and files
+
+def sequences(annotations, *names):
+    return [SimpleNamespace(name=name, annotation_dir=annotations / name) for name in names]
+
 
 def make_dataset(root):
     """Two sequences on disk, DAVIS layout; see test_score_results for the expected numbers."""
@@ -298,17 +364,18 @@ def test_score_results_end_to_end(tmp_path):
     # Global: J-Mean (1 + .8 + 0)/3 = .6, J-Recall 2/3, J-Decay .4/3, F-Mean 2/3,
     #         F-Recall 2/3, F-Decay 0, J&F (.6 + 2/3)/2 = .6333.
     ann, res = make_dataset(tmp_path)
-    scores = metrics.score_results(res, ann, ['seqA', 'seqB'], protocol='davis')
-    assert [o.name for o in scores.objects] == ['seqA_1', 'seqA_2', 'seqB_1']
-    a2 = scores.objects[1]
+    objects, summary = scoring.score_sequences(res, sequences(ann, 'seqA', 'seqB'), 'davis', ProcessInfo())
+    assert [o.name for o in objects] == ['seqA_1', 'seqA_2', 'seqB_1']
+    a2 = objects[1]
     assert a2.j_mean == pytest.approx(0.8) and a2.j_recall == 1.0 and a2.j_decay == pytest.approx(0.4)
     assert (a2.f_mean, a2.f_recall, a2.f_decay) == (1.0, 1.0, 0.0)
-    assert scores.summary['J-Mean'] == pytest.approx(0.6)
-    assert scores.summary['J&F-Mean'] == pytest.approx((0.6 + 2 / 3) / 2)
-    assert list(scores.summary) == list(metrics.GLOBAL_COLUMNS)
+    assert summary['J-Mean'] == pytest.approx(0.6)
+    assert summary['J&F-Mean'] == pytest.approx((0.6 + 2 / 3) / 2)
+    assert list(summary) == list(scoring.GLOBAL_COLUMNS)
+    assert {'global_results-val.csv', 'per-sequence_results-val.csv'} <= set(os.listdir(res))
 
     out = tmp_path / 'out'
-    global_path, seq_path = metrics.write_results_csv(out, scores.objects, scores.summary)
+    global_path, seq_path = scoring.write_results_csv(out, objects, summary)
     assert sorted(os.listdir(out)) == ['global_results-val.csv', 'per-sequence_results-val.csv']
     with open(global_path, newline='') as f:
         assert f.read() == ('J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n'
@@ -319,28 +386,28 @@ def test_score_results_end_to_end(tmp_path):
                             'seqA_2,0.800,1.000\n'
                             'seqB_1,0.000,0.000\n')
 
-    table = metrics.format_results_table(scores.objects, scores.summary)
+    table = scoring.format_results_table(objects, summary)
     assert 'J&F-Mean' in table and '0.633' in table
     assert any(line.split() == ['seqA_2', '0.800', '1.000'] for line in table.splitlines())
 
 
-def test_score_results_merges_across_processes(tmp_path):
+def test_scores_sent_between_processes_merge_into_the_same_numbers(tmp_path):
     ann, res = make_dataset(tmp_path)
-    whole = metrics.score_results(res, ann, ['seqA', 'seqB'])
-    # What worker processes would send back: plain, picklable rows.
-    parts = [pickle.loads(pickle.dumps(metrics.score_sequence(res, ann, seq))) for seq in ['seqA', 'seqB']]
-    rows = [metrics.ObjectScore.from_dict(o.as_dict()) for part in parts for o in part]
-    assert rows == whole.objects
-    assert metrics.global_scores(rows) == whole.summary
+    objects, summary = scoring.score_sequences(res, sequences(ann, 'seqA', 'seqB'), 'davis', ProcessInfo())
+    # What each torchrun process sends back: plain, picklable rows.
+    parts = [pickle.loads(pickle.dumps(scoring.score_sequence(res, seq, ann / seq))) for seq in ['seqA', 'seqB']]
+    rows = [o for part in parts for o in part]
+    assert rows == objects
+    assert scoring.global_scores(rows) == summary
 
 
-def test_score_results_missing_result_and_callable_layout(tmp_path):
+def test_a_missing_result_or_ground_truth_folder_is_named(tmp_path):
     ann, res = make_dataset(tmp_path)
     # The long-video protocol also scores the last annotated frame, whose result is missing.
     with pytest.raises(UserError, match=r'seqA[/\\]00003\.png'):
-        metrics.score_results(res, lambda seq: ann / seq, ['seqA'], protocol='long')
+        scoring.score_sequence(res, 'seqA', ann / 'seqA', protocol='long')
     os.remove(res / 'seqA' / '00002.png')
     with pytest.raises(UserError, match=r'00002\.png'):
-        metrics.score_results(res, ann, ['seqA'])
+        scoring.score_sequence(res, 'seqA', ann / 'seqA')
     with pytest.raises(UserError, match='ground-truth folder not found'):
-        metrics.score_results(res, ann, ['nope'])
+        scoring.score_sequence(res, 'nope', ann / 'nope')

@@ -4,9 +4,9 @@ import math
 import torch
 from torch import nn
 
-from model.decoder import Decoder, uncertainty_map
-from model.encoders import MemoryEncoder, QueryEncoder
-from model.matcher import KeyValue, global_match
+from model.network.decoder import Decoder, uncertainty_map
+from model.network.encoders import MemoryEncoder, QueryEncoder
+from model.network.matcher import KeyValue, global_match
 from utils.padding import crop_padding, pad_to_multiple
 
 PROBABILITY_EPS = 1e-7

@@ -2,13 +2,14 @@
 
 New features close to an existing entry are merged into it; the others are
 appended, after evicting the least frequently used entries when the per-object
-budget would be exceeded. Usage counts come from the matcher (model.matcher).
+budget would be exceeded. Usage counts come from the matcher (model.network.matcher).
 """
 import math
 
 import torch
 import torch.nn.functional as F
 
+from model.inference.options import DEFAULT_BANK_OPTIONS
 from utils.errors import UserError
 
 
@@ -43,12 +44,10 @@ def _merge(bank, new, chosen, targets, rate):
 class FeatureBank:
     """Keys (128, n), values (512, n), frame added and usage (n,) for each object, background included."""
 
-    def __init__(self, obj_n, budget=300000, update_rate=0.1, merge_thres=0.95):
+    def __init__(self, obj_n, options=DEFAULT_BANK_OPTIONS):
         self.obj_n = obj_n
-        self.budget = budget
-        self.update_rate = update_rate
-        self.merge_thres = merge_thres
-        self.class_budget = per_object_budget(budget, obj_n)
+        self.options = options
+        self.class_budget = per_object_budget(options.budget, obj_n)
         self.keys = [None] * obj_n
         self.values = [None] * obj_n
         self.added = [None] * obj_n
@@ -61,9 +60,9 @@ class FeatureBank:
         released code crashes there); say which budget would do."""
         if n_features > self.class_budget:
             raise UserError(
-                f'--budget {self.budget} leaves {self.class_budget:g} features per object for {self.obj_n} '
-                f'objects (background included), fewer than the {n_features} features one frame adds; '
-                f'use --budget {math.ceil(n_features / _budget_factor(self.obj_n)) * self.obj_n} or more')
+                f'a bank budget of {self.options.budget} leaves {self.class_budget:g} features per object for '
+                f'{self.obj_n} objects (background included), fewer than the {n_features} features one frame '
+                f'adds; use a budget of {math.ceil(n_features / _budget_factor(self.obj_n)) * self.obj_n} or more')
 
     def init(self, keys, values, frame_index=0):
         """Start (or restart) every object's bank from one frame's features."""
@@ -91,10 +90,10 @@ class FeatureBank:
             targets = similarity.argmax(dim=0)
             best_similarity = similarity.gather(0, targets.unsqueeze(0))[0]
 
-            close = best_similarity > self.merge_thres
+            close = best_similarity > self.options.merge_thres
             chosen = close.nonzero()[:, 0]
-            _merge(self.keys[i], keys[i], chosen, targets, self.update_rate)
-            _merge(self.values[i], values[i], chosen, targets, self.update_rate)
+            _merge(self.keys[i], keys[i], chosen, targets, self.options.update_rate)
+            _merge(self.values[i], values[i], chosen, targets, self.options.update_rate)
 
             fresh = (~close).nonzero()[:, 0]
             request = fresh.numel()

@@ -4,7 +4,7 @@ import os
 import torch
 import torchvision
 
-from model.network import AFBURR
+from model.network.afburr import AFBURR
 from utils.checkpoint import load_weights, read_checkpoint
 from utils.errors import UserError
 

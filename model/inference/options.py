@@ -1,0 +1,56 @@
+"""The feature bank's settings: the one place their defaults and valid ranges are written.
+
+eval.py's and train.py's flags, the Python API and the bank itself all read them
+from here; eval.py's level table (dataset/levels.py) holds the per-level values.
+"""
+import math
+from dataclasses import dataclass, fields
+
+from utils.errors import UserError
+
+
+def _check_budget(value):
+    if not value > 0:
+        return 'must be a positive number of features'
+    return None
+
+
+def _check_update_rate(value):
+    if not 0 < value <= 1:  # NaN fails too
+        return 'must be in (0, 1]'
+    return None
+
+
+def _check_merge_thres(value):
+    if not -1 <= value <= 1:  # a cosine similarity; NaN fails too
+        return 'must be in [-1, 1] (a cosine similarity)'
+    return None
+
+
+_CHECKS = {'budget': _check_budget, 'update_rate': _check_update_rate, 'merge_thres': _check_merge_thres}
+
+
+def bank_option_problem(name, value):
+    """Why `value` cannot be the bank option `name` ('budget', 'update_rate', 'merge_thres'), or None."""
+    if isinstance(value, float) and math.isnan(value):
+        return 'must be a number, not NaN'
+    return _CHECKS[name](value)
+
+
+@dataclass(frozen=True)
+class BankOptions:
+    """budget: features over all objects (each gets budget // objects, x0.8 for two banks);
+    update_rate: how far a merged entry moves towards the new features;
+    merge_thres: cosine similarity above which a new feature merges into its closest entry."""
+    budget: int = 300000
+    update_rate: float = 0.1
+    merge_thres: float = 0.95
+
+    def __post_init__(self):
+        for field in fields(self):
+            problem = bank_option_problem(field.name, getattr(self, field.name))
+            if problem is not None:
+                raise UserError(f'{field.name}={getattr(self, field.name)!r}: {problem}')
+
+
+DEFAULT_BANK_OPTIONS = BankOptions()

@@ -1,0 +1,131 @@
+"""The inference loop: propagate given masks through a stream of frames.
+
+One loop serves every use: DAVIS and long videos (all objects given on the first
+frame), YouTube-VOS (objects start later, each with its own given mask), video
+files and the Python API (masks at any frame). Per frame, in the released order:
+segment (which counts bank usage) -> memorize the frame with its probabilities ->
+update the bank, or restart it from this frame when masks were given here.
+
+A frame is memorized when the next frame arrives, so the last frame of a stream
+never enters the bank (as released) without the loop having to know the length.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.inference.feature_bank import FeatureBank
+from model.inference.options import DEFAULT_BANK_OPTIONS
+
+# Scores forced onto objects that have not started yet, and onto given masks.
+FORCED_SCORE = 1000.0
+
+
+@dataclass
+class FrameItem:
+    """One frame entering the loop, from any reader."""
+    index: int
+    frame: torch.Tensor                        # float (3, h, w) in [0, 1]
+    given: np.ndarray | None = None            # uint8 (h, w) label mask of the objects given at this frame
+    given_labels: tuple[int, ...] = ()         # the labels `given` gives (they start here, even if empty)
+    name: str = ''                             # output name (file stem)
+    original_size: tuple[int, int] | None = None   # (H, W) before resizing; None: not resized
+
+
+@dataclass
+class FrameOutput:
+    """The loop's result for one frame: scores (given masks forced) and their softmax over objects."""
+    item: FrameItem
+    scores: torch.Tensor          # (obj_n, h, w) logits; channel 0 background, c the label label_values[c]
+    probabilities: torch.Tensor   # (obj_n, h, w)
+
+
+class Propagation:
+    """Segments one video.
+
+    `object_labels` are channels that exist from the start, in order (YouTube-VOS:
+    every id up to the video's largest, as released); a given mask's labels that are
+    not among them get new channels when they start. `update_before`: only frames
+    with a smaller index update the bank (the released long-video loop stops two
+    frames before the end); None: every frame but the last.
+    """
+
+    def __init__(self, model, object_labels=(), options=DEFAULT_BANK_OPTIONS, update_before=None):
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.label_values = [0, *object_labels]
+        self.options = options
+        self.update_before = update_before
+        self.bank = None
+        self._started = {0}          # labels whose objects have started (the background always has)
+        self._to_memorize = None     # (frame, probabilities, index, restart) of the previous frame
+
+    @property
+    def obj_n(self):
+        return len(self.label_values)
+
+    def labels(self, output, size=None):
+        """uint8 numpy label map of a FrameOutput: the argmax of its scores, resized (nearest) to `size`."""
+        channels = output.scores.argmax(dim=0)
+        if size is not None and tuple(size) != tuple(channels.shape):
+            channels = F.interpolate(channels[None, None].float(), size=tuple(size), mode='nearest')[0, 0].long()
+        lookup = torch.tensor(self.label_values, dtype=torch.uint8, device=channels.device)
+        return lookup[channels].cpu().numpy()
+
+    def run(self, items):
+        """Yield a FrameOutput for every item from the first that gives a mask on."""
+        for item in items:
+            output = self.step(item)
+            if output is not None:
+                yield output
+
+    @torch.no_grad()
+    def step(self, item):
+        """Segment one frame; None while no object has started."""
+        self._memorize_previous()
+        given = tuple(item.given_labels)
+        if self.bank is None and not given:
+            return None
+        frame = item.frame.to(self.device).unsqueeze(0)
+        new_labels = [label for label in given if label not in self.label_values]
+        self.label_values += new_labels
+        if self.bank is None:
+            scores = frame.new_zeros(self.obj_n, *frame.shape[-2:])
+        else:
+            scores = self.model.segment(frame, self.bank)[0][0]
+            if new_labels:
+                scores = torch.cat([scores, scores.new_zeros(len(new_labels), *scores.shape[-2:])])
+        self._started.update(given)
+        waiting = [c for c, label in enumerate(self.label_values) if label not in self._started]
+        scores[waiting] = -FORCED_SCORE
+        if given:
+            self._force_given(scores, item.given, given)
+        probabilities = torch.softmax(scores, dim=0)
+        self._to_memorize = (frame, probabilities, item.index, bool(given))
+        return FrameOutput(item, scores, probabilities)
+
+    def _force_given(self, scores, given_mask, given_labels):
+        """Each given object gets +FORCED inside its mask and -FORCED elsewhere; every other object
+        gets -FORCED inside the given masks."""
+        mask = torch.from_numpy(np.asarray(given_mask)).to(self.device)
+        regions = {label: mask == label for label in given_labels}
+        inside = torch.stack(list(regions.values())).any(dim=0)
+        scores[:, inside] = -FORCED_SCORE
+        for label, region in regions.items():
+            channel = scores[self.label_values.index(label)]
+            channel.fill_(-FORCED_SCORE)
+            channel[region] = FORCED_SCORE
+
+    def _memorize_previous(self):
+        """Memorize the previous frame: restart the bank when masks were given there, else update it."""
+        if self._to_memorize is None:
+            return
+        frame, probabilities, index, restart = self._to_memorize
+        self._to_memorize = None
+        if restart:
+            if self.bank is None or self.bank.obj_n != self.obj_n:
+                self.bank = FeatureBank(self.obj_n, self.options)
+            self.bank.init(*self.model.memorize(frame, probabilities.unsqueeze(0)), index)
+        elif self.update_before is None or index < self.update_before:
+            self.bank.update(*self.model.memorize(frame, probabilities.unsqueeze(0)), index)

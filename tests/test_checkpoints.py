@@ -1,0 +1,83 @@
+"""Checkpoints: the released keys, layouts that load strictly, and files refused because they are
+not checkpoints or would run code."""
+import os
+
+import pytest
+import torch
+
+from model.network.afburr import AFBURR
+from model.network.loading import load_model
+from tests.support.recipe import recipe_state_dict, released_keys, write_recipe_checkpoint
+from utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from utils.errors import UserError
+
+
+def test_state_dict_has_exactly_the_released_keys_shapes_and_dtypes():
+    ours = [(key, list(value.shape), str(value.dtype).removeprefix('torch.'))
+            for key, value in AFBURR().state_dict().items()]
+    assert ours == released_keys()
+
+
+def test_our_state_dict_loads_strictly_into_a_fresh_model(tmp_path):
+    model = AFBURR()
+    save_checkpoint(tmp_path / 'ours.pth', model, epoch=3, loss=0.5, seed=1)
+    fresh = load_weights(AFBURR(), read_checkpoint(tmp_path / 'ours.pth'), 'ours.pth')
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, fresh.state_dict()[key])
+
+
+def test_released_layout_bare_state_dict_and_module_prefix_all_load(tmp_path):
+    write_recipe_checkpoint(7, tmp_path / 'released.pth')
+    model = load_model(str(tmp_path / 'released.pth'), torch.device('cpu'))
+    expected = recipe_state_dict(7)
+    assert torch.equal(model.state_dict()['decoder.pred2.weight'], expected['decoder.pred2.weight'])
+    assert not model.training
+
+    torch.save({'module.' + k: v for k, v in expected.items()}, tmp_path / 'ddp_bare.pth')
+    model = load_weights(AFBURR(), read_checkpoint(tmp_path / 'ddp_bare.pth'), 'ddp_bare.pth')
+    assert torch.equal(model.state_dict()['keyval_r4.Key.bias'], expected['keyval_r4.Key.bias'])
+
+
+def test_a_renamed_key_fails_with_the_missing_and_unexpected_keys(tmp_path):
+    state = recipe_state_dict(7)
+    state['decoder.pred3.weight'] = state.pop('decoder.pred2.weight')
+    torch.save({'epoch': 0, 'model': state}, tmp_path / 'renamed.pth')
+    with pytest.raises(UserError) as error:
+        load_weights(AFBURR(), read_checkpoint(tmp_path / 'renamed.pth'), 'renamed.pth')
+    message = str(error.value)
+    assert 'missing keys' in message and "'decoder.pred2.weight'" in message
+    assert 'unexpected keys' in message and "'decoder.pred3.weight'" in message
+    assert '\n' not in message
+
+
+class _RunsAShellCommand:
+    def __reduce__(self):
+        return os.system, ('echo this must never run',)
+
+
+def test_checkpoint_that_is_not_one_or_runs_code_is_refused(tmp_path):
+    (tmp_path / 'text.pth').write_text('hello')
+    with pytest.raises(UserError, match='text.pth: not a PyTorch checkpoint'):
+        read_checkpoint(tmp_path / 'text.pth')
+    torch.save({'model': {}, 'hook': print}, tmp_path / 'code.pth')
+    with pytest.raises(UserError, match='code.pth: refused to load: .* global print'):
+        read_checkpoint(tmp_path / 'code.pth')
+    with pytest.raises(UserError, match='missing.pth: checkpoint file not found'):
+        read_checkpoint(tmp_path / 'missing.pth')
+
+
+def test_a_pickle_that_would_run_a_shell_command_is_refused_and_named(tmp_path):
+    torch.save({'model': {}, 'payload': _RunsAShellCommand()}, tmp_path / 'shell.pth')
+    with pytest.raises(UserError) as error:
+        read_checkpoint(tmp_path / 'shell.pth')
+    message = str(error.value)
+    assert 'contains objects that safe loading' in message and 'posix.system' in message
+    assert 'weights_only=False' not in message and 'truncated' not in message and '\n' not in message
+
+
+def test_a_truncated_checkpoint_says_so(tmp_path):
+    torch.save({'model': recipe_state_dict(7)}, tmp_path / 'whole.pth')
+    (tmp_path / 'cut.pth').write_bytes((tmp_path / 'whole.pth').read_bytes()[:4096])
+    with pytest.raises(UserError, match='cut.pth: not a PyTorch checkpoint, or a truncated one') as error:
+        read_checkpoint(tmp_path / 'cut.pth')
+    assert 'weights_only' not in str(error.value)
