@@ -1,6 +1,6 @@
 """Write the demo clip: assets/demo/demo.mp4 and its first-frame mask assets/demo/demo_first_mask.png.
 
-    python assets/make_demo.py
+    python -m assets.make_demo        (from the repository root)
 
 A synthetic but camera-like scene, the same on every run (fixed seed): a room corner
 (plaster wall with a framed picture and window light, skirting board, wooden plank
@@ -12,16 +12,14 @@ cast soft shadows. Frames are rendered at twice the size and averaged down, whic
 anti-aliases every edge; the mask labels a pixel with the ball covering most of it.
 """
 import os
-import sys
 
 import cv2
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
-from utils.masks import write_label_mask  # noqa: E402
-from utils.video_writer import Mp4Writer  # noqa: E402
+from utils.masks import write_label_mask
+from utils.video_writer import Mp4Writer
 
 SEED = 2020
 WIDTH, HEIGHT = 480, 270          # output frame size

@@ -1,17 +1,15 @@
 """Write assets/mask_palette.png: a 16x16 indexed PNG (pixel i = index i) carrying the DAVIS palette.
 
-    python assets/make_mask_palette.py
+    python -m assets.make_mask_palette        (from the repository root)
 """
 import os
-import sys
 
 import numpy as np
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
-from utils.palette import FLAT_PALETTE  # noqa: E402
+from utils.palette import FLAT_PALETTE
 
 
 def main(path=os.path.join(HERE, 'mask_palette.png')):

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from dataset.eval_sets import davis_sequences, long_video_sequences, youtube_sequences
+from model.inference.options import DEFAULT_BANK_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Level:
 
 
 LEVELS = {
-    1: Level('AFB-URR_DAVIS_17val', davis_sequences, 'davis', update_rate=0.1),
+    1: Level('AFB-URR_DAVIS_17val', davis_sequences, 'davis', update_rate=DEFAULT_BANK_OPTIONS.update_rate),
     2: Level('AFB-URR_YoutubeVOS', youtube_sequences, None, update_rate=0.05),
     3: Level('AFB-URR_LongVideo', long_video_sequences, 'long', update_rate=0.05, frames_not_memorized=2),
 }
