@@ -28,6 +28,13 @@ def limit_file_size(size):
     return apply
 
 
+def run_code(code, *args, file_size_limit=None):
+    """Run Python `code` with `args` in a new interpreter from the repository root; returns the CompletedProcess."""
+    preexec_fn = None if file_size_limit is None else limit_file_size(file_size_limit)
+    return subprocess.run([sys.executable, '-c', code, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, preexec_fn=preexec_fn)
+
+
 def run_script(script, *args, cwd=REPO, env=None, check=True, file_size_limit=None):
     """Run one of the project's scripts as a user would; returns the CompletedProcess."""
     preexec_fn = None if file_size_limit is None else limit_file_size(file_size_limit)

@@ -12,6 +12,7 @@ from torchvision.transforms.functional import to_tensor
 from dataset.eval_sets import (Sequence, davis_sequences, frame_folder_sequence, long_video_sequences,
                                youtube_sequences)
 from dataset.frame_stream import stream_frames, stream_video_file, video_fps
+from tests.conftest import run_code
 from tests.support.synth import moving_shapes, write_davis, write_long_video, write_youtube
 from utils.async_writer import AsyncWriter
 from utils.errors import UserError
@@ -292,6 +293,21 @@ def test_mp4_writer(tmp_path):
             raise RuntimeError('interrupted')
     assert not broken.exists()
     assert os.listdir(tmp_path / 'out') == ['video.mp4']  # no temporary file left behind
+
+
+def test_an_mp4_cut_short_by_a_full_disk_is_deleted_with_one_line(tmp_path):
+    path = tmp_path / 'out' / 'clip.mp4'
+    code = ('import sys\nimport numpy as np\nfrom utils.video_writer import Mp4Writer\n'
+            'with Mp4Writer(sys.argv[1], fps=10) as writer:\n'
+            '    for frame in np.random.RandomState(0).randint(0, 256, (30, 48, 64, 3)).astype(np.uint8):\n'
+            '        writer.write(frame)')
+    result = run_code(code, path, file_size_limit=20_000)  # the video takes about 38 kB; OpenCV reports nothing
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'utils.errors.UserError: {path}: cannot write it (the video came out incomplete, as when the disk is '
+        f'full); free disk space or make its folder writable, then run again')
+    assert os.listdir(path.parent) == []
+    assert run_code(code, path).returncode == 0
+    assert _count_frames(path) == (30, (48, 64))
 
 
 def test_async_writer(tmp_path):

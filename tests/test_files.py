@@ -1,22 +1,13 @@
 """utils.files: temporaries named after their writer, stale ones removed, folders proven writable,
 failed writes named in one line."""
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, limit_file_size
+from tests.conftest import run_code
 from tests.support.temporaries import running_writer, temporaries_of_a_killed_writer
 from utils.errors import UserError
 from utils.files import make_writable_folder, remove_stale_temporaries, temporary_path_beside
-
-
-def python(code, *args, file_size_limit=None):
-    """Run `code` in a new interpreter from the repository root; returns the CompletedProcess."""
-    preexec_fn = None if file_size_limit is None else limit_file_size(file_size_limit)
-    return subprocess.run([sys.executable, '-c', code, *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, preexec_fn=preexec_fn)
 
 
 def test_a_temporary_is_named_after_its_target_and_its_writer(tmp_path):
@@ -61,7 +52,7 @@ def test_a_read_only_folder_is_refused(tmp_path):
 
 
 def test_a_full_disk_is_found_by_the_folder_probe(tmp_path):
-    result = python('import sys\nfrom utils.files import make_writable_folder\nmake_writable_folder(sys.argv[1])',
+    result = run_code('import sys\nfrom utils.files import make_writable_folder\nmake_writable_folder(sys.argv[1])',
                     tmp_path / 'out', file_size_limit=0)
     assert f'UserError: {tmp_path / "out"}: cannot write files in this folder (File too large)' in result.stderr
 
@@ -70,9 +61,9 @@ def test_a_write_that_fails_names_its_file_and_leaves_nothing(tmp_path):
     path = tmp_path / 'masks' / '00000.png'
     code = ('import sys\nimport numpy as np\nfrom utils.masks import write_label_mask\n'
             'write_label_mask(sys.argv[1], np.random.RandomState(0).randint(0, 9, (200, 200)))')
-    result = python(code, path, file_size_limit=4096)
+    result = run_code(code, path, file_size_limit=4096)
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line == (f'utils.errors.UserError: {path}: cannot write it (File too large); free disk space or '
                          f'make its folder writable, then run again')
     assert os.listdir(path.parent) == []
-    assert python(code, path).returncode == 0 and os.listdir(path.parent) == ['00000.png']  # without the limit
+    assert run_code(code, path).returncode == 0 and os.listdir(path.parent) == ['00000.png']  # without the limit
