@@ -20,6 +20,7 @@ from utils.cli import OneLineParser
 from utils.device import device_name, select_device
 from utils.download import resolve_checkpoint
 from utils.errors import UserError
+from utils.files import make_writable_folder
 
 DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
 
@@ -78,6 +79,8 @@ def run_config(given):
     given['device'] = device_name(given.pop('device', None), given.pop('gpu', None))
     select_device(given['device'], flag)  # a GPU asked for but absent is named by the flag that asked
     config = TrainingConfig(**given)  # checks every given flag before a checkpoint is downloaded or read
+    if config.log:
+        make_writable_folder(config.log_root)  # where run folders go; checked before a checkpoint is read
     if config.resume is None:
         return config, None
     given['resume'] = resolve_checkpoint(config.resume)
