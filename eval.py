@@ -3,6 +3,9 @@ long videos or your own videos in that layout (--level 3), or one video (--video
 
     python eval.py --level 1 --dataset DAVIS --resume davis17 --score
     python eval.py --video clip.mp4 --mask first.png --resume davis17 --viz
+
+Stopped by Ctrl-C or SIGTERM, it finishes the files being written, keeps finished videos and
+exits with status 130; a rerun continues and removes what killed runs left behind.
 """
 import argparse
 import os
@@ -16,7 +19,7 @@ from dataset.levels import LEVELS, VIDEO_MODEL_NAME
 from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
 from model.inference.video_runner import OutputFolders, is_done, segment_video
 from model.network.loading import load_model
-from utils.cli import OneLineParser, at_least, checked
+from utils.cli import OneLineParser, at_least, checked, sigterm_interrupts
 from utils.device import device_name, process_device
 from utils.distributed import process_group
 from utils.download import resolve_checkpoint
@@ -162,7 +165,7 @@ def run_video(args, source, model):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        with process_group() as process:
+        with sigterm_interrupts(), process_group() as process:
             if args.score_only:
                 score(args, select_sequences(args), args.results, process)
                 return 0

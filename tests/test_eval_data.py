@@ -1,6 +1,9 @@
 """Evaluation data: layouts read back, frames streamed, outputs written (fast, tiny synthetic videos)."""
 import json
 import os
+import signal
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -344,6 +347,22 @@ def test_async_writer(tmp_path):
     with pytest.raises(ValueError, match='job failed'):
         with AsyncWriter(workers=1) as writer:
             writer.submit(fail)
+
+
+def test_an_interrupt_while_closing_the_writer_waits_for_the_write_in_progress(tmp_path):
+    mask = _video(n=1)[1][0]
+
+    def write_when_interrupted():
+        time.sleep(0.2)  # the main thread waits in close() by now
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        time.sleep(0.3)
+        write_label_mask(str(tmp_path / 'late.png'), mask)
+
+    writer = AsyncWriter(workers=1)
+    writer.submit(write_when_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+    assert os.listdir(tmp_path) == ['late.png']  # written whole, no temporary file cut off
 
 
 def test_stream_video_file(tmp_path):
