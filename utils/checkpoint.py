@@ -82,6 +82,7 @@ def save_checkpoint(path, model, optimizer=None, epoch=0, loss=0.0, seed=0, **ex
         try:
             torch.save(state, file)
         except RuntimeError as error:
-            if isinstance(error.__context__, OSError):  # torch reports a failed write (disk full) as this
+            # torch reports what stopped the file's write (a full disk, Ctrl-C or SIGTERM) as a RuntimeError
+            if isinstance(error.__context__, (OSError, KeyboardInterrupt)):
                 raise error.__context__ from None
             raise
