@@ -400,9 +400,8 @@ def unify(name, src, dst, palette=None, workers=1, progress=True):
     summary = Summary(name)
     for reason, names in listing.skipped.items():
         summary.skipped[reason].extend(names)
-    for kind in ('JPEGImages', 'Annotations'):
-        folder = os.path.join(dst, kind, name)
-        make_writable_folder(folder)
+    folders = [make_writable_folder(os.path.join(dst, kind, name)) for kind in ('JPEGImages', 'Annotations')]
+    for folder in folders:
         remove_stale_temporaries(folder)
 
     task = functools.partial(_convert_task, dst=dst, name=name, palette=palette)
@@ -416,6 +415,10 @@ def unify(name, src, dst, palette=None, workers=1, progress=True):
             chunksize = max(1, min(64, len(items) // (workers * 8)))
             with multiprocessing.Pool(workers) as pool:
                 _collect(pool.imap_unordered(task, items, chunksize=chunksize), summary, bar)
+    except BaseException:
+        for folder in folders:  # what workers ended mid-write left (leaving the pool ended them)
+            remove_stale_temporaries(folder)
+        raise
     finally:
         bar.close()
     return summary
