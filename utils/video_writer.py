@@ -19,7 +19,7 @@ from utils.errors import UserError
 from utils.files import temporary_path_beside, write_error
 
 
-def is_complete_mp4(path):
+def _is_complete_mp4(path):
     """Whether the file is a run of whole MP4 boxes that includes 'moov', the index the muxer writes last.
 
     OpenCV's writer reports no failed write (a full disk, a file size limit): only the file shows it.
@@ -96,7 +96,7 @@ class Mp4Writer:
             self._remove_tmp()
             return
         try:
-            if not is_complete_mp4(self._tmp):
+            if not _is_complete_mp4(self._tmp):
                 raise write_error(self.path, 'the video came out incomplete, as when the disk is full')
             os.replace(self._tmp, self.path)
         except BaseException as error:
