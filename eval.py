@@ -3,6 +3,9 @@ long videos or your own videos in that layout (--level 3), or one video (--video
 
     python eval.py --level 1 --dataset DAVIS --resume davis17 --score
     python eval.py --video clip.mp4 --mask first.png --resume davis17 --viz
+
+Stopped by Ctrl-C or SIGTERM, it finishes the files being written, keeps finished videos and
+exits with status 130; a rerun continues and removes what killed runs left behind.
 """
 import argparse
 import os
@@ -16,11 +19,12 @@ from dataset.levels import LEVELS, VIDEO_MODEL_NAME
 from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
 from model.inference.video_runner import OutputFolders, is_done, segment_video
 from model.network.loading import load_model
-from utils.cli import OneLineParser, at_least, checked
+from utils.cli import OneLineParser, at_least, checked, sigterm_interrupts
 from utils.device import device_name, process_device
 from utils.distributed import process_group
 from utils.download import resolve_checkpoint
 from utils.errors import UserError
+from utils.files import make_writable_folder
 from utils.names import path_inside
 
 
@@ -87,10 +91,25 @@ def bank_options(args):
     return BankOptions(args.budget, level_rate if args.update_rate is None else args.update_rate, args.merge_thres)
 
 
+def results_root(args):
+    return os.path.join(args.output, model_name(args))
+
+
+def overlay_root(args):
+    return os.path.join(args.output, 'overlay', model_name(args))
+
+
 def output_folders(args, video_name):
     """OUTPUT/<model name>/<video>/ for the masks, OUTPUT/overlay/<model name>/<video>/ (and .mp4) with --viz."""
-    overlays = path_inside(os.path.join(args.output, 'overlay', model_name(args)), video_name) if args.viz else None
-    return OutputFolders(path_inside(os.path.join(args.output, model_name(args)), video_name), overlays)
+    overlays = path_inside(overlay_root(args), video_name) if args.viz else None
+    return OutputFolders(path_inside(results_root(args), video_name), overlays)
+
+
+def check_output_roots(args):
+    """Create the results folder (and with --viz the overlay folder) and prove them writable."""
+    make_writable_folder(results_root(args))
+    if args.viz:
+        make_writable_folder(overlay_root(args))
 
 
 def select_sequences(args):
@@ -133,7 +152,7 @@ def run_dataset(args, sequences, model, process):
     if frames:
         print(f'total: {frames} frames in {seconds:.1f} s, {frames / seconds:.2f} fps')
     if args.score:
-        score(args, sequences, os.path.join(args.output, model_name(args)), process)
+        score(args, sequences, results_root(args), process)
 
 
 def run_video(args, source, model):
@@ -146,12 +165,13 @@ def run_video(args, source, model):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        with process_group() as process:
+        with sigterm_interrupts(), process_group() as process:
             if args.score_only:
                 score(args, select_sequences(args), args.results, process)
                 return 0
-            # Every input is checked before the model loads.
+            # Every input, then the output folders, are checked before the model loads.
             source = open_video(args.video, args.mask) if args.video else select_sequences(args)
+            check_output_roots(args)
             device = process_device(device_name(args.device, args.gpu), process, '--device' if args.device else '--gpu')
             model = load_model(resolve_checkpoint(args.resume), device)
             start = time.perf_counter()

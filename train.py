@@ -16,10 +16,11 @@ from dataset.training import training_dataset
 from model.training.config import TrainingConfig, continued_config
 from model.training.trainer import train
 from utils.checkpoint import read_checkpoint
-from utils.cli import OneLineParser
+from utils.cli import OneLineParser, sigterm_interrupts
 from utils.device import device_name, select_device
 from utils.download import resolve_checkpoint
 from utils.errors import UserError
+from utils.files import make_writable_folder
 
 DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
 
@@ -78,6 +79,8 @@ def run_config(given):
     given['device'] = device_name(given.pop('device', None), given.pop('gpu', None))
     select_device(given['device'], flag)  # a GPU asked for but absent is named by the flag that asked
     config = TrainingConfig(**given)  # checks every given flag before a checkpoint is downloaded or read
+    if config.log:
+        make_writable_folder(config.log_root)  # where run folders go; checked before a checkpoint is read
     if config.resume is None:
         return config, None
     given['resume'] = resolve_checkpoint(config.resume)
@@ -94,13 +97,18 @@ def run_config(given):
 def main(argv=None):
     given = parse_args(argv)
     try:
-        config, checkpoint = run_config(given)
-        dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
-                                   clip_n=config.clip_n, obj_n=config.obj_n)
-        train(config, dataset, checkpoint)
+        with sigterm_interrupts():
+            config, checkpoint = run_config(given)
+            dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
+                                       clip_n=config.clip_n, obj_n=config.obj_n)
+            train(config, dataset, checkpoint)
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('interrupted: with --log, the checkpoints of finished epochs are kept; continue the run with '
+              '--resume <run folder>/model/final.pth', file=sys.stderr)
+        return 130
     return 0
 
 

@@ -10,7 +10,7 @@ import sys
 
 from dataset.layouts import PRETRAIN_SETS
 from dataset.unify import load_palette, unify
-from utils.cli import OneLineParser, at_least, checked
+from utils.cli import OneLineParser, at_least, checked, sigterm_interrupts
 from utils.errors import UserError
 
 
@@ -30,11 +30,15 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        palette = load_palette(args.palette)
-        summary = unify(args.name, args.src, args.dst, palette=palette, workers=args.worker)
+        with sigterm_interrupts():
+            palette = load_palette(args.palette)
+            summary = unify(args.name, args.src, args.dst, palette=palette, workers=args.worker)
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('interrupted: converted images are kept; rerun the same command to continue', file=sys.stderr)
+        return 130
     for line in summary.report():
         print(line)
     return 0

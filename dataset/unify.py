@@ -22,7 +22,6 @@ atomically. Images that have no mask are skipped and counted, not an error.
 import collections
 import dataclasses
 import functools
-import glob
 import multiprocessing
 import os
 import shutil
@@ -33,7 +32,7 @@ from PIL import Image
 
 from dataset.layouts import PRETRAIN_SETS
 from utils.errors import UserError
-from utils.files import atomic_path
+from utils.files import atomic_path, make_writable_folder, remove_stale_temporaries
 from utils.images import IMAGE_EXTENSIONS, list_images
 from utils.names import check_plain_name, path_inside, read_name_list
 from utils.palette import FLAT_PALETTE
@@ -390,15 +389,6 @@ def _convert_task(item, dst, name, palette):
     return item, convert_item(item, dst, name, palette)
 
 
-def _remove_stale_temporaries(folder):
-    """Remove temporary files a killed earlier run left behind (atomic_path's '.<stem>.*.tmp.<ext>')."""
-    for path in glob.glob(os.path.join(glob.escape(folder), '.*.tmp*')):
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-
-
 def unify(name, src, dst, palette=None, workers=1, progress=True):
     """Convert set `name` from `src` into `dst`; returns a Summary.
 
@@ -410,10 +400,9 @@ def unify(name, src, dst, palette=None, workers=1, progress=True):
     summary = Summary(name)
     for reason, names in listing.skipped.items():
         summary.skipped[reason].extend(names)
-    for kind in ('JPEGImages', 'Annotations'):
-        folder = os.path.join(dst, kind, name)
-        os.makedirs(folder, exist_ok=True)
-        _remove_stale_temporaries(folder)
+    folders = [make_writable_folder(os.path.join(dst, kind, name)) for kind in ('JPEGImages', 'Annotations')]
+    for folder in folders:
+        remove_stale_temporaries(folder)
 
     task = functools.partial(_convert_task, dst=dst, name=name, palette=palette)
     items = listing.items
@@ -426,6 +415,10 @@ def unify(name, src, dst, palette=None, workers=1, progress=True):
             chunksize = max(1, min(64, len(items) // (workers * 8)))
             with multiprocessing.Pool(workers) as pool:
                 _collect(pool.imap_unordered(task, items, chunksize=chunksize), summary, bar)
+    except BaseException:
+        for folder in folders:  # what workers ended mid-write left (leaving the pool ended them)
+            remove_stale_temporaries(folder)
+        raise
     finally:
         bar.close()
     return summary

@@ -1,4 +1,6 @@
 import os
+import resource
+import signal
 import subprocess
 import sys
 
@@ -17,10 +19,27 @@ def recipe_checkpoint(tmp_path_factory):
     return str(write_recipe_checkpoint(7, tmp_path_factory.mktemp('weights') / 'recipe7.pth'))
 
 
-def run_script(script, *args, cwd=REPO, env=None, check=True):
+def limit_file_size(size):
+    """A preexec_fn for subprocess: every file the process writes stops at `size` bytes, and a write past it
+    fails with EFBIG, as on a full disk (SIGXFSZ, which would kill the process instead, is ignored)."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return apply
+
+
+def run_code(code, *args, file_size_limit=None):
+    """Run Python `code` with `args` in a new interpreter from the repository root; returns the CompletedProcess."""
+    preexec_fn = None if file_size_limit is None else limit_file_size(file_size_limit)
+    return subprocess.run([sys.executable, '-c', code, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, preexec_fn=preexec_fn)
+
+
+def run_script(script, *args, cwd=REPO, env=None, check=True, file_size_limit=None):
     """Run one of the project's scripts as a user would; returns the CompletedProcess."""
+    preexec_fn = None if file_size_limit is None else limit_file_size(file_size_limit)
     result = subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
-                            capture_output=True, text=True, env=env, timeout=600)
+                            capture_output=True, text=True, env=env, timeout=600, preexec_fn=preexec_fn)
     if check and result.returncode != 0:
         raise AssertionError(f'{script} exited {result.returncode}:\n{result.stdout}\n{result.stderr}')
     return result

@@ -7,6 +7,7 @@ import torch
 
 from model.network.afburr import AFBURR
 from model.network.loading import load_model
+from tests.conftest import run_code
 from tests.support.recipe import recipe_state_dict, released_keys, write_recipe_checkpoint
 from utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from utils.errors import UserError
@@ -81,3 +82,15 @@ def test_a_truncated_checkpoint_says_so(tmp_path):
     with pytest.raises(UserError, match='cut.pth: not a PyTorch checkpoint, or a truncated one') as error:
         read_checkpoint(tmp_path / 'cut.pth')
     assert 'weights_only' not in str(error.value)
+
+
+def test_a_checkpoint_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_path):
+    path = tmp_path / 'final.pth'
+    code = ('import sys\nimport torch\nfrom utils.checkpoint import save_checkpoint\n'
+            'save_checkpoint(sys.argv[1], torch.nn.Linear(1000, 100), epoch=int(sys.argv[2]))')
+    assert run_code(code, path, 1).returncode == 0
+    result = run_code(code, path, 2, file_size_limit=100_000)  # the checkpoint needs about 400 kB
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'utils.errors.UserError: {path}: cannot write it (File too large); free disk space or make its folder '
+        f'writable, then run again')
+    assert os.listdir(tmp_path) == ['final.pth'] and read_checkpoint(path)['epoch'] == 1

@@ -1,6 +1,9 @@
 """Evaluation data: layouts read back, frames streamed, outputs written (fast, tiny synthetic videos)."""
 import json
 import os
+import signal
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -12,6 +15,7 @@ from torchvision.transforms.functional import to_tensor
 from dataset.eval_sets import (Sequence, davis_sequences, frame_folder_sequence, long_video_sequences,
                                youtube_sequences)
 from dataset.frame_stream import stream_frames, stream_video_file, video_fps
+from tests.conftest import run_code
 from tests.support.synth import moving_shapes, write_davis, write_long_video, write_youtube
 from utils.async_writer import AsyncWriter
 from utils.errors import UserError
@@ -294,6 +298,21 @@ def test_mp4_writer(tmp_path):
     assert os.listdir(tmp_path / 'out') == ['video.mp4']  # no temporary file left behind
 
 
+def test_an_mp4_cut_short_by_a_full_disk_is_deleted_with_one_line(tmp_path):
+    path = tmp_path / 'out' / 'clip.mp4'
+    code = ('import sys\nimport numpy as np\nfrom utils.video_writer import Mp4Writer\n'
+            'with Mp4Writer(sys.argv[1], fps=10) as writer:\n'
+            '    for frame in np.random.RandomState(0).randint(0, 256, (30, 48, 64, 3)).astype(np.uint8):\n'
+            '        writer.write(frame)')
+    result = run_code(code, path, file_size_limit=20_000)  # the video takes about 38 kB; OpenCV reports nothing
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'utils.errors.UserError: {path}: cannot write it (the video came out incomplete, as when the disk is '
+        f'full); free disk space or make its folder writable, then run again')
+    assert os.listdir(path.parent) == []
+    assert run_code(code, path).returncode == 0
+    assert _count_frames(path) == (30, (48, 64))
+
+
 def test_async_writer(tmp_path):
     frames, masks = _video(n=6, objects=3)
     video = Mp4Writer(str(tmp_path / 'ov.mp4'), fps=5)
@@ -328,6 +347,22 @@ def test_async_writer(tmp_path):
     with pytest.raises(ValueError, match='job failed'):
         with AsyncWriter(workers=1) as writer:
             writer.submit(fail)
+
+
+def test_an_interrupt_while_closing_the_writer_waits_for_the_write_in_progress(tmp_path):
+    mask = _video(n=1)[1][0]
+
+    def write_when_interrupted():
+        time.sleep(0.2)  # the main thread waits in close() by now
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        time.sleep(0.3)
+        write_label_mask(str(tmp_path / 'late.png'), mask)
+
+    writer = AsyncWriter(workers=1)
+    writer.submit(write_when_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+    assert os.listdir(tmp_path) == ['late.png']  # written whole, no temporary file cut off
 
 
 def test_stream_video_file(tmp_path):

@@ -6,9 +6,11 @@ at 32x32 with 3-frame clips and one or two clips per epoch.
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -240,6 +242,94 @@ def test_stopping_and_resuming_trains_exactly_like_one_run(data, tmp_path):
     for index, state in expected['state'].items():
         for name, value in state.items():
             assert torch.equal(resumed['optimizer']['state'][index][name], value)
+
+
+# train.py in a new interpreter (argv: repository, N, 'before' or 'after', train.py's flags) that SIGKILLs
+# itself right before or after its Nth checkpoint rename, as a kill between or during checkpoint writes would.
+KILLED_AT_A_RENAME = '''
+import os, runpy, signal, sys
+repository, kill_at, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+renames, replace = [], os.replace
+
+def replace_or_die(source, target):
+    if str(target).endswith('.pth'):
+        renames.append(target)
+    if len(renames) == kill_at and when == 'before':
+        os.kill(os.getpid(), signal.SIGKILL)
+    replace(source, target)
+    if len(renames) == kill_at and when == 'after':
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace_or_die
+sys.path.insert(0, repository)
+sys.argv = [os.path.join(repository, 'train.py'), *sys.argv[4:]]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+def two_epochs(data):
+    return ['--level', '1', '--dataset', data['davis'], '--resume', data['recipe'], '--new', '--max-iters', '1',
+            '--total-epochs', '2', *SMALL]
+
+
+@pytest.fixture(scope='module')
+def two_epochs_digest(data):
+    """The weights digest of two_epochs run straight through, without checkpoints."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the runs it is compared with
+    try:
+        config, checkpoint = train_script.run_config(train_script.parse_args(two_epochs(data)))
+        trainer = Trainer(config, _inputs(config)[0], checkpoint, ProcessInfo(), torch.device('cpu'))
+        trainer.run()
+        return weights_digest(trainer.model.state_dict())
+    finally:
+        torch.set_num_threads(threads)
+
+
+# Epoch 0 writes its epoch file, best.pth and final.pth (renames 1 to 3), improving epoch 1 the same (4 to 6).
+@pytest.mark.parametrize('kill_at, when', [(4, 'after'), (5, 'after'), (6, 'before')])
+def test_a_run_killed_at_a_checkpoint_write_resumes_without_skipping_an_epoch(
+        data, two_epochs_digest, tmp_path, monkeypatch, capsys, kill_at, when):
+    killed = subprocess.run([sys.executable, '-c', KILLED_AT_A_RENAME, REPO, str(kill_at), when,
+                             *two_epochs(data), '--log'], cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'),
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+    [log_dir] = log_folders(str(tmp_path))
+    final = os.path.join(log_dir, 'model', 'final.pth')
+    assert read_checkpoint(final)['epoch'] == 0  # epoch 1's final.pth was not written: it is redone
+    if when == 'before':  # the whole temporary final.pth is left, until the resume removes it
+        assert [name for name in os.listdir(os.path.dirname(final)) if name.startswith('.final.')]
+
+    train_in_process(['--level', '1', '--dataset', data['davis'], '--resume', final, '--log', '--device', 'cpu'],
+                     tmp_path, monkeypatch, capsys)
+    [epoch_0, epoch_1] = sorted(check_epoch_files(log_dir, [0, 1]))  # one file per improving epoch, no other
+    for name in ('final.pth', 'best.pth', epoch_1):
+        checkpoint = read_checkpoint(os.path.join(log_dir, 'model', name))
+        assert checkpoint['epoch'] == 1 and weights_digest(checkpoint['model']) == two_epochs_digest, name
+
+
+def test_sigterm_during_a_checkpoint_write_exits_130_with_one_line_and_leaves_no_temporary(data, tmp_path):
+    stderr_path = tmp_path / 'stderr.txt'
+    with open(stderr_path, 'w') as stderr:
+        process = subprocess.Popen([sys.executable, TRAIN, *two_epochs(data), '--log'], cwd=tmp_path,
+                                   env=dict(os.environ, OMP_NUM_THREADS='1'), stdout=subprocess.DEVNULL,
+                                   stderr=stderr)
+        try:
+            while not [name for log_dir in log_folders(str(tmp_path))
+                       for name in os.listdir(os.path.join(log_dir, 'model')) if '.tmp' in name]:
+                assert process.poll() is None, stderr_path.read_text()[-4000:]
+                time.sleep(0.005)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=RUN_TIMEOUT) == 130
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert stderr_path.read_text().strip().splitlines()[-1] == (
+        'interrupted: with --log, the checkpoints of finished epochs are kept; continue the run with '
+        '--resume <run folder>/model/final.pth')
+    [log_dir] = log_folders(str(tmp_path))
+    assert not [name for name in os.listdir(os.path.join(log_dir, 'model')) if name.startswith('.')]
 
 
 def test_training_on_one_clip_lowers_its_loss():

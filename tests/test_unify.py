@@ -1,8 +1,10 @@
 """unify_pretrain_dataset.py / dataset.unify: tiny source trees of each set, converted and checked pixel for pixel."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 from dataset import unify as U
 from dataset.layouts import PRETRAIN_SETS
 from dataset.training import read_pretrain_sets
+from tests.support.temporaries import running_writer, temporaries_of_a_killed_writer
 from utils.errors import UserError
 from utils.palette import FLAT_PALETTE
 
@@ -173,6 +176,63 @@ def test_ecssd(tmp_path):
 
     again = U.unify('ECSSD', src, dst, workers=1, progress=False)
     assert (again.written, again.existing) == (0, 2)
+
+
+def test_a_run_removes_the_temporaries_of_killed_runs_and_keeps_those_of_running_ones(tmp_path):
+    src, dst = str(tmp_path / 'src'), tmp_path / 'dst'
+    _image(os.path.join(src, 'images', '0001.jpg'), 8, 7, seed=4)
+    _grey_mask(os.path.join(src, 'ground_truth_mask', '0001.png'))
+    images, masks = dst / 'JPEGImages' / 'ECSSD', dst / 'Annotations' / 'ECSSD'
+    images.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    temporaries_of_a_killed_writer(images / '0001.jpg', masks / '0001.png', masks / '0002.png')
+    with running_writer(masks / '0003.png') as running:
+        assert U.unify('ECSSD', src, str(dst), workers=1, progress=False).written == 1
+        assert os.listdir(images) == ['0001.jpg']
+        assert sorted(os.listdir(masks)) == sorted(['0001.png', running])
+
+
+def test_sigterm_stops_with_one_line_exit_130_and_no_temporary(tmp_path):
+    images, masks = tmp_path / 'src' / 'images', tmp_path / 'src' / 'ground_truth_mask'
+    images.mkdir(parents=True)
+    masks.mkdir()
+    grey = np.zeros((8, 7), np.uint8)
+    grey[2:5] = 255
+    for i in range(1500):
+        Image.fromarray(np.full((8, 7, 3), i % 256, np.uint8)).save(images / f'{i:04d}.jpg')
+        Image.fromarray(grey).save(masks / f'{i:04d}.png')
+    dst, stderr_path = tmp_path / 'dst', tmp_path / 'stderr.txt'
+    with open(stderr_path, 'w') as stderr:
+        process = subprocess.Popen([sys.executable, SCRIPT, '--name', 'ECSSD', '--src', str(tmp_path / 'src'),
+                                    '--dst', str(dst), '--worker', '2'], cwd=REPO, stdout=subprocess.DEVNULL,
+                                   stderr=stderr)
+        try:
+            written = dst / 'Annotations' / 'ECSSD'
+            while not (written.is_dir() and len(os.listdir(written)) > 20):
+                assert process.poll() is None, stderr_path.read_text()
+                time.sleep(0.005)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 130
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert stderr_path.read_text().strip().splitlines()[-1] == \
+        'interrupted: converted images are kept; rerun the same command to continue'
+    for kind in ('JPEGImages', 'Annotations'):
+        names = os.listdir(dst / kind / 'ECSSD')
+        assert len(names) < 1500 and not [name for name in names if name.startswith('.')]
+
+
+def test_a_destination_below_a_file_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / 'file').write_text('x')
+    _image(os.path.join(tmp_path, 'src', 'images', '0001.jpg'), 8, 7)
+    _grey_mask(os.path.join(tmp_path, 'src', 'ground_truth_mask', '0001.png'))
+    done = _run_script('--name', 'ECSSD', '--src', str(tmp_path / 'src'), '--dst', str(tmp_path / 'file' / 'dst'))
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f'error: {tmp_path / "file" / "dst" / "JPEGImages" / "ECSSD"}: cannot write files in '
+                           f'this folder ({tmp_path / "file"} is a file, not a folder)')
 
 
 def test_pascal_s_with_a_custom_palette(tmp_path):

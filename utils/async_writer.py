@@ -16,6 +16,7 @@ the next submit or close raises that first error.
 import os
 import queue
 import threading
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -34,12 +35,11 @@ class AsyncWriter:
         self._closed = False
         self._pool_queue = queue.Queue(maxsize=max(1, max_pending))
         self._ordered_queue = queue.Queue(maxsize=max(1, max_pending))
-        self._threads = [threading.Thread(target=self._run, args=(self._pool_queue,), daemon=True,
-                                          name=f'async writer {i}') for i in range(max(1, workers))]
-        self._threads.append(threading.Thread(target=self._run, args=(self._ordered_queue,), daemon=True,
-                                              name='async writer (ordered)'))
-        for thread in self._threads:
-            thread.start()
+        self._thread_queues = [self._pool_queue] * max(1, workers) + [self._ordered_queue]
+        self._stopped = [threading.Event() for _ in self._thread_queues]  # set by each thread as it ends
+        for i, (jobs, stopped) in enumerate(zip(self._thread_queues, self._stopped)):
+            name = 'async writer (ordered)' if jobs is self._ordered_queue else f'async writer {i}'
+            threading.Thread(target=self._run, args=(jobs, stopped), daemon=True, name=name).start()
 
     # ------------------------------------------------------------ jobs
     def submit(self, fn, *args, **kwargs):
@@ -62,14 +62,21 @@ class AsyncWriter:
                video_writer)
 
     def close(self, raise_errors=True):
-        """Wait for all jobs, stop the threads and (by default) re-raise the first job error."""
+        """Wait for all jobs, stop the threads and (by default) re-raise the first job error.
+
+        A Ctrl-C (or SIGTERM, see utils.cli) meanwhile is raised once the threads have stopped: the jobs
+        left are few (the queues are bounded), and a thread cut off mid-write would leave a temporary file.
+        """
         if not self._closed:
             self._closed = True
-            for _ in self._threads[:-1]:
-                self._pool_queue.put(_STOP)
-            self._ordered_queue.put(_STOP)
-            for thread in self._threads:
-                thread.join()
+            # Thread.join cannot be retried after an interrupt (it may mark a running thread as ended): wait for
+            # each thread's own event instead. A stop put twice is harmless: each thread ends at its first.
+            steps = [partial(jobs.put, _STOP) for jobs in self._thread_queues]
+            steps += [stopped.wait for stopped in self._stopped]
+            interrupts = [_run_to_the_end(step) for step in steps]
+            interrupt = next((error for error in interrupts if error is not None), None)
+            if interrupt is not None:
+                raise interrupt
         if raise_errors:
             self._raise_error()
 
@@ -92,11 +99,12 @@ class AsyncWriter:
         if self._error is not None:
             raise self._error
 
-    def _run(self, jobs):
+    def _run(self, jobs, stopped):
         while True:
             job = jobs.get()
             try:
                 if job is _STOP:
+                    stopped.set()
                     return
                 if self._error is None:
                     fn, args, kwargs = job
@@ -107,6 +115,17 @@ class AsyncWriter:
                         self._error = error
             finally:
                 jobs.task_done()
+
+
+def _run_to_the_end(step):
+    """Run step(), again if a KeyboardInterrupt cuts it short; returns that interrupt, or None."""
+    interrupt = None
+    while True:
+        try:
+            step()
+            return interrupt
+        except KeyboardInterrupt as error:
+            interrupt = error
 
 
 def _write_image(path, image_rgb):

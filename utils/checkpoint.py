@@ -72,10 +72,17 @@ def load_weights(model, checkpoint, source):
 
 
 def save_checkpoint(path, model, optimizer=None, epoch=0, loss=0.0, seed=0, **extra):
-    """Write a released-layout checkpoint atomically (a crash mid-write keeps the old file)."""
+    """Write a released-layout checkpoint atomically (a crash mid-write keeps the old file; a failed write
+    raises a UserError naming `path`)."""
     model = getattr(model, 'module', model)
     state = {'epoch': epoch, 'model': model.state_dict(),
              'optimizer': optimizer.state_dict() if optimizer is not None else None,
              'loss': float(loss), 'seed': seed, **extra}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, 'wb') as file:
+        try:
+            torch.save(state, file)
+        except RuntimeError as error:
+            # torch reports what stopped the file's write (a full disk, Ctrl-C or SIGTERM) as a RuntimeError
+            if isinstance(error.__context__, (OSError, KeyboardInterrupt)):
+                raise error.__context__ from None
+            raise

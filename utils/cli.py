@@ -1,5 +1,9 @@
-"""Command-line parsing shared by the scripts: errors in one line, and flag values checked at parsing."""
+"""Command-line wiring shared by the scripts: errors in one line, flag values checked at parsing, and
+SIGTERM handled like Ctrl-C."""
 import argparse
+import contextlib
+import os
+import signal
 import sys
 
 
@@ -26,3 +30,26 @@ def checked(convert, problem):
 def at_least(minimum):
     """A problem function for checked(): values below `minimum` are refused."""
     return lambda value: None if value >= minimum else f'must be at least {minimum}'
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Within the block, SIGTERM raises KeyboardInterrupt in this process's main thread, as Ctrl-C does, so a
+    terminated run cleans up as an interrupted one (temporary files removed, writers aborted) before it exits.
+
+    Processes forked inside the block (data loading workers) end at SIGTERM as by default.
+    """
+    owner = os.getpid()
+
+    def interrupt(signum, frame):
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -4,17 +4,44 @@
         for frame in frames:          # uint8 (H, W, 3) RGB, all the same size
             writer.write(frame)
 
-Frames go to a temporary file beside the target; close() renames it onto the target.
-An exception inside the `with` block (or abort()) deletes the temporary file, so an
-interrupted run leaves no half-written MP4 under the final name.
+Frames go to a temporary file beside the target; close() checks that the file is whole
+and renames it onto the target. An exception inside the `with` block (or abort()) deletes
+the temporary file, so an interrupted run or a full disk leaves no half-written MP4 under
+the final name.
 """
 import contextlib
 import os
+import struct
 
 import numpy as np
 
 from utils.errors import UserError
-from utils.files import temporary_path_beside
+from utils.files import temporary_path_beside, write_error
+
+
+def _is_complete_mp4(path):
+    """Whether the file is a run of whole MP4 boxes that includes 'moov', the index the muxer writes last.
+
+    OpenCV's writer reports no failed write (a full disk, a file size limit): only the file shows it.
+    """
+    size = os.path.getsize(path)
+    kinds, offset = set(), 0
+    with open(path, 'rb') as file:
+        while offset < size:
+            file.seek(offset)
+            header = file.read(16)
+            if len(header) < 8:
+                return False
+            box_size, kind = struct.unpack('>I4s', header[:8])
+            if box_size == 1 and len(header) == 16:  # a 64-bit size follows the type
+                box_size = struct.unpack('>Q', header[8:])[0]
+            elif box_size == 0:  # the box runs to the end of the file
+                box_size = size - offset
+            if box_size < 8:
+                return False
+            kinds.add(kind)
+            offset += box_size
+    return offset == size and b'moov' in kinds
 
 
 class Mp4Writer:
@@ -56,7 +83,8 @@ class Mp4Writer:
         self.frames_written += 1
 
     def close(self):
-        """Finish the file and rename it onto the target. With no frames written, no file is made."""
+        """Finish the file, check that it is whole, and rename it onto the target. With no frames written, no
+        file is made; a file that came out incomplete is deleted (UserError)."""
         if self._closed:
             return
         self._closed = True
@@ -68,9 +96,13 @@ class Mp4Writer:
             self._remove_tmp()
             return
         try:
+            if not _is_complete_mp4(self._tmp):
+                raise write_error(self.path, 'the video came out incomplete, as when the disk is full')
             os.replace(self._tmp, self.path)
-        except BaseException:
+        except BaseException as error:
             self._remove_tmp()
+            if isinstance(error, OSError):
+                raise write_error(self.path, error) from None
             raise
         self._tmp = None
 

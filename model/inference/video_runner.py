@@ -6,7 +6,8 @@ A video is a source (dataset.eval_sets.Sequence or dataset.frame_stream.VideoFil
 The frames stream from its reader (decoded ahead), the label PNGs, overlays and
 overlay MP4 are written by a background writer, so neither decoding nor encoding
 stalls the model. Outputs are written atomically; a video whose outputs all exist
-counts as done and is skipped on a rerun.
+counts as done and is skipped on a rerun. Before a video is written, the temporary files
+that killed runs left of its outputs are removed.
 """
 import contextlib
 import os
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from model.inference.options import DEFAULT_BANK_OPTIONS
 from model.inference.propagation import Propagation
 from utils.async_writer import AsyncWriter
+from utils.files import remove_stale_temporaries
 from utils.images import tensor_to_rgb
 from utils.names import path_inside
 from utils.video_writer import Mp4Writer
@@ -38,6 +40,14 @@ class OutputFolders:
 
     def overlay_path(self, frame_name):
         return path_inside(self.overlays, frame_name + '.png')
+
+    def remove_stale_temporaries(self):
+        """Remove what killed runs left of this video's files: temporaries of its masks, overlays and MP4
+        (only the MP4's in the folder that other videos' MP4s share)."""
+        remove_stale_temporaries(self.masks)
+        if self.overlays is not None:
+            remove_stale_temporaries(self.overlays)
+            remove_stale_temporaries(os.path.dirname(self.overlay_video), os.path.basename(self.overlay_video))
 
 
 @dataclass
@@ -72,6 +82,7 @@ def segment_video(model, source, folders, options=DEFAULT_BANK_OPTIONS, update_b
 
     `update_before`: see Propagation (the long-video protocol stops updating the bank two frames early).
     """
+    folders.remove_stale_temporaries()
     loop = Propagation(model, source.object_labels, options, update_before)
     report = VideoReport(source.name)
     bar = tqdm(total=source.frame_count, desc=source.name, unit='frame', disable=not progress, leave=False)

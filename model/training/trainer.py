@@ -40,6 +40,7 @@ from utils.device import process_device
 from utils.distributed import (broadcast_from_main, gather_from_all, process_group, process_info,
                                sum_over_processes)
 from utils.errors import UserError
+from utils.files import make_writable_folder, remove_stale_temporaries
 
 LR_GAMMA = 0.5
 
@@ -232,7 +233,8 @@ class Trainer:
         if config.log and process.is_main:
             self.log_dir = self.point.log_dir if resuming and self.point.log_dir else new_log_dir(
                 config.log_root, config.level)
-            os.makedirs(os.path.join(self.log_dir, 'model'), exist_ok=True)
+            model_dir = make_writable_folder(os.path.join(self.log_dir, 'model'))
+            remove_stale_temporaries(model_dir)  # a killed run's partial checkpoints (each as large as a whole one)
             self.writer = SummaryWriter(os.path.join(self.log_dir, 'log'), purge_step=self.point.iteration)
 
         self.say(f'level {config.level} dataset {config.dataset}: {len(self.dataset)} training items; '
