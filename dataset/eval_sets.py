@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from dataset.frame_stream import VideoFile, stream_frames
-from dataset.layouts import YOUTUBE_VALID_LAYOUT, davis_split, long_videos, require_dir, require_file
+from dataset.layouts import YOUTUBE_VALID_LAYOUT, chosen, davis_split, long_videos, require_dir, require_file
 from utils.errors import UserError
 from utils.images import list_images
 from utils.masks import object_labels_of, read_label_mask
@@ -115,14 +115,15 @@ def _first_mask_sequence(name, frames_dir, annotation_dir):
                     annotation_dir=annotation_dir)
 
 
-def davis_sequences(root, split='val'):
-    """The sequences of a DAVIS 2017 split (480p), in the order the split file lists them."""
-    return [_first_mask_sequence(*video) for video in davis_split(root, split)]
+def davis_sequences(root, wanted=None, split='val'):
+    """The sequences of a DAVIS 2017 split (480p), in the order the split file lists them (only those
+    `wanted`, if given; the others are not read)."""
+    return [_first_mask_sequence(*video) for video in davis_split(root, split, wanted)]
 
 
-def long_video_sequences(root):
-    """The videos listed in ROOT/val.txt of the long-video layout."""
-    return [_first_mask_sequence(*video) for video in long_videos(root)]
+def long_video_sequences(root, wanted=None):
+    """The videos listed in ROOT/val.txt of the long-video layout (only those `wanted`, if given)."""
+    return [_first_mask_sequence(*video) for video in long_videos(root, wanted)]
 
 
 def frame_folder_sequence(folder, mask_path, name=None):
@@ -207,8 +208,8 @@ def _youtube_sequence(root, meta_path, name, entry):
         frames_to_write=to_write, resize_height=YOUTUBE_HEIGHT)
 
 
-def youtube_sequences(root):
-    """The videos of ROOT/meta.json (YouTube-VOS 2018 valid), sorted by name.
+def youtube_sequences(root, wanted=None):
+    """The videos of ROOT/meta.json (YouTube-VOS 2018 valid), sorted by name (only those `wanted`, if given).
 
     Objects may start after the video's first frame: object i's given mask is the
     pixels == i of `Annotations/<video>/<frames[0]>.png`, frames[0] being the first
@@ -220,5 +221,5 @@ def youtube_sequences(root):
                           (os.path.join(root, 'Annotations'), require_dir), (meta_path, require_file)):
         require(path, YOUTUBE_VALID_LAYOUT)
     videos = _load_meta(meta_path)
-    return [_youtube_sequence(root, meta_path, check_plain_name(name, f'{meta_path} (video id)'), videos[name])
-            for name in sorted(videos)]
+    names = chosen([check_plain_name(name, f'{meta_path} (video id)') for name in sorted(videos)], wanted, meta_path)
+    return [_youtube_sequence(root, meta_path, name, videos[name]) for name in names]

@@ -34,14 +34,26 @@ def require_file(path, layout):
         raise UserError(f'{path}: file not found; expected {layout}')
 
 
-def _listed_videos(root, list_file, frames_root, annotations_root, layout):
-    """[(name, frames folder, annotations folder)] of the videos `list_file` names, in its order."""
+def chosen(names, wanted, source):
+    """`names` (in their order), only those in `wanted` when it is given; every wanted name must be there."""
+    if wanted is None:
+        return list(names)
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        shown = ', '.join(sorted(names)[:10]) + (', ...' if len(names) > 10 else '')
+        raise UserError(f'{", ".join(unknown)}: not among the videos of {source} (it has {shown})')
+    return [name for name in names if name in wanted]
+
+
+def _listed_videos(root, list_file, frames_root, annotations_root, layout, wanted):
+    """[(name, frames folder, annotations folder)] of the videos `list_file` names (those `wanted`), in its order."""
     require_dir(root, layout)
     for path, require in ((frames_root, require_dir), (annotations_root, require_dir), (list_file, require_file)):
         require(path, layout)
     names = read_name_list(list_file)
     if not names:
         raise UserError(f'{list_file}: lists no video; expected {layout}')
+    names = chosen(names, wanted, list_file)
     videos = []
     for name in names:
         frames_dir, annotations_dir = os.path.join(frames_root, name), os.path.join(annotations_root, name)
@@ -52,14 +64,14 @@ def _listed_videos(root, list_file, frames_root, annotations_root, layout):
     return videos
 
 
-def davis_split(root, split):
+def davis_split(root, split, wanted=None):
     """The sequences of a DAVIS 2017 split ('train', 'val') at 480p: [(name, frames folder, annotations folder)]."""
     return _listed_videos(root, os.path.join(root, 'ImageSets', '2017', f'{split}.txt'),
                           os.path.join(root, 'JPEGImages', '480p'), os.path.join(root, 'Annotations', '480p'),
-                          DAVIS_LAYOUT)
+                          DAVIS_LAYOUT, wanted)
 
 
-def long_videos(root):
+def long_videos(root, wanted=None):
     """The videos of ROOT/val.txt in the long-video layout: [(name, frames folder, annotations folder)]."""
     return _listed_videos(root, os.path.join(root, 'val.txt'), os.path.join(root, 'JPEGImages'),
-                          os.path.join(root, 'Annotations'), LONG_VIDEO_LAYOUT)
+                          os.path.join(root, 'Annotations'), LONG_VIDEO_LAYOUT, wanted)

@@ -10,7 +10,7 @@ from model.inference.options import DEFAULT_BANK_OPTIONS
 @dataclass(frozen=True)
 class Level:
     model_name: str                    # output folder name (as released)
-    read_sequences: Callable           # dataset root -> [Sequence]
+    read_sequences: Callable           # (dataset root, wanted names or None) -> [Sequence]
     protocol: str | None               # scoring protocol (dataset.scoring); None: no public annotations
     update_rate: float                 # the bank's update rate the paper's results used
     frames_not_memorized: int = 1      # the last frames that never enter the bank (2 in the released long-video loop)

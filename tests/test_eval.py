@@ -140,7 +140,7 @@ def test_bad_input_gets_one_clear_line(tmp_path, recipe_checkpoint, problem):
         expected = 'weights.pth: not a PyTorch checkpoint'
     elif problem == 'unknown sequence':
         flags['--sequences'] = 'seq,other'
-        expected = '--sequences: other not in'
+        expected = 'other: not among the videos of'
     if problem == 'cuda' and __import__('torch').cuda.is_available():
         pytest.skip('this machine has CUDA')
     result = run_script('eval.py', *[v for item in flags.items() for v in item], check=False)

@@ -400,3 +400,15 @@ def test_a_sequence_writes_from_its_first_given_frame_and_only_listed_frames():
     assert seq.first_given == 1 and seq.frame_count == 3
     assert [seq.writes(t) for t in range(4)] == [False, True, False, True]
     assert seq.output_names() == ['b', 'd']
+
+
+def test_only_the_wanted_sequences_are_read(tmp_path):
+    root = str(tmp_path / 'davis')
+    frames, masks = _video(n=3)
+    write_davis(root, 'good', frames, masks)
+    write_davis(root, 'broken', frames, masks)
+    os.remove(os.path.join(root, 'Annotations', '480p', 'broken', '00000.png'))
+    assert [s.name for s in davis_sequences(root, wanted=['good'])] == ['good']
+    _raises(os.path.join(root, 'Annotations', '480p', 'broken', '00000.png'), davis_sequences, root)
+    message = _raises(os.path.join(root, 'ImageSets', '2017', 'val.txt'), davis_sequences, root, ['good', 'other'])
+    assert message.startswith('other: not among the videos of')
