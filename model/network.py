@@ -7,7 +7,12 @@ from torch import nn
 from model.decoder import Decoder, uncertainty_map
 from model.encoders import MemoryEncoder, QueryEncoder
 from model.matcher import KeyValue, global_match
+from utils.allocator import keep_freed_memory
 from utils.padding import crop_padding, pad_to_multiple
+
+# Every user of the network (eval.py, train.py, the API) imports this module: from here on
+# large tensors reuse the process's memory instead of being mapped afresh for every frame.
+keep_freed_memory()
 
 PROBABILITY_EPS = 1e-7
 

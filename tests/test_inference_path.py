@@ -1,8 +1,11 @@
 """The inference-only rewrites (folded BatchNorm, shared per-frame work, split convolutions,
 box filters, channels-last) compute what the released modules compute, never go stale,
-and leave the state dict and training alone."""
+and leave the state dict and training alone; the allocator setting."""
 import copy
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,6 +15,8 @@ from model.decoder import box_max, box_mean
 from model.feature_bank import FeatureBank
 from model.network import AFBURR
 from model.training_step import freeze_batchnorm
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def random_model(seed=0):
@@ -136,3 +141,24 @@ def test_box_filters_are_the_released_pooling(float64):
     x = torch.rand(2, 5, 13, 17)
     torch.testing.assert_close(box_mean(x), F.avg_pool2d(x, 7, stride=1, padding=3), rtol=1e-14, atol=1e-15)
     assert torch.equal(box_max(x - 0.5), F.max_pool2d(x - 0.5, 7, stride=1, padding=3))
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc')
+def test_freed_large_tensors_are_reused_not_mapped_again():
+    # A 64 MiB tensor is 16,384 pages: mapped afresh, every allocation faults them all in again.
+    # Kept, the heap needs a few rounds to hold enough room; after that nothing faults.
+    code = '''
+import resource, torch
+from utils.allocator import keep_freed_memory
+applied = keep_freed_memory()
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.ones(16 << 20)
+before = faults()
+for _ in range(10):
+    torch.ones(16 << 20)
+print(applied, faults() - before)
+'''
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True)
+    applied, faults = out.stdout.split()
+    assert applied == 'True' and int(faults) < 16384
