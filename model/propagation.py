@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from model.feature_bank import FeatureBank
+from model.precision import autocast, check_precision
 from utils.errors import UserError
 
 # Scores forced onto objects that have not started yet, and onto newly given masks.
@@ -68,13 +69,18 @@ class Propagation:
     `run` takes FrameItems (dataset.frame_stream): .index, .frame (3, h, w) in [0, 1] and
     .given, the label mask of objects starting at that frame (or None).
     `run` yields a FrameOutput for the first given frame and every frame after it; `bank` is the feature bank, inspectable between yields.
+    `precision` ('fp32', 'bf16' or 'fp16', see model.precision) is the network's arithmetic;
+    the bank, scores and probabilities keep the model's own dtype.
     """
 
-    def __init__(self, model, object_labels, options=BankOptions()):
+    def __init__(self, model, object_labels, options=BankOptions(), precision='fp32'):
         self.model = model
-        self.device = next(model.parameters()).device
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
         self.label_values = [0] + list(object_labels)
         self.options = options
+        check_precision(precision, self.device)
+        self.precision = precision
         self.bank = None
 
     @property
@@ -98,6 +104,16 @@ class Propagation:
                             f'the video\'s objects {self.label_values[1:]}')
         return torch.stack([given == v for v in self.label_values]) & (torch.arange(self.obj_n, device=self.device) > 0)[:, None, None]
 
+    def _segment(self, frame):
+        with autocast(self.precision, self.device):
+            scores = self.model.segment(frame, self.bank)[0][0]
+        return scores.to(self.dtype)
+
+    def _memorize(self, frame, probabilities):
+        with autocast(self.precision, self.device):
+            keys, values = self.model.memorize(frame, probabilities.unsqueeze(0))
+        return keys.to(self.dtype), values.to(self.dtype)
+
     @torch.no_grad()
     def run(self, items):
         self.model.eval()
@@ -116,10 +132,10 @@ class Propagation:
                 self.bank = FeatureBank(self.obj_n, options.budget, options.update_rate, options.merge_thres)
                 yield FrameOutput(item, probabilities)
                 if not is_last:
-                    self.bank.init(*self.model.memorize(frame, probabilities.unsqueeze(0)), item.index)
+                    self.bank.init(*self._memorize(frame, probabilities), item.index)
                 continue
 
-            scores = self.model.segment(frame, self.bank)[0][0]
+            scores = self._segment(frame)
             starting = None
             if item.given is not None:
                 regions = self._given_channels(item.given, item.index)
@@ -137,6 +153,6 @@ class Propagation:
             probabilities = torch.softmax(scores, dim=0)
             yield FrameOutput(item, probabilities, scores)
             if restart:
-                self.bank.init(*self.model.memorize(frame, probabilities.unsqueeze(0)), item.index)
+                self.bank.init(*self._memorize(frame, probabilities), item.index)
             elif not is_last:
-                self.bank.update(*self.model.memorize(frame, probabilities.unsqueeze(0)), item.index)
+                self.bank.update(*self._memorize(frame, probabilities), item.index)

@@ -1,20 +1,24 @@
 """The inference-only rewrites (folded BatchNorm, shared per-frame work, split convolutions,
 box filters, channels-last) compute what the released modules compute, never go stale,
-and leave the state dict and training alone; the allocator setting."""
+leave the state dict and training alone; reduced precision is opt-in; the allocator setting."""
 import copy
 import io
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dataset.frame_stream import FrameItem
 from model.decoder import box_max, box_mean
 from model.feature_bank import FeatureBank
 from model.network import AFBURR
+from model.propagation import Propagation
 from model.training_step import freeze_batchnorm
+from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,6 +145,29 @@ def test_box_filters_are_the_released_pooling(float64):
     x = torch.rand(2, 5, 13, 17)
     torch.testing.assert_close(box_mean(x), F.avg_pool2d(x, 7, stride=1, padding=3), rtol=1e-14, atol=1e-15)
     assert torch.equal(box_max(x - 0.5), F.max_pool2d(x - 0.5, 7, stride=1, padding=3))
+
+
+def tiny_video(n_frames=3):
+    frames = torch.rand(n_frames, 3, 32, 48, generator=torch.Generator().manual_seed(2))
+    first_mask = np.zeros((32, 48), np.uint8)
+    first_mask[8:24, 10:30] = 1
+    return [FrameItem(t, frames[t], first_mask if t == 0 else None) for t in range(n_frames)]
+
+
+def test_bfloat16_is_opt_in_and_keeps_float32_outputs():
+    model = random_model().eval()
+    reference = [output.probabilities for output in Propagation(model, [1]).run(tiny_video())]
+    loop = Propagation(model, [1], precision='bf16')
+    reduced = [output.probabilities for output in loop.run(tiny_video())]
+    assert all(p.dtype == torch.float32 for p in reduced)
+    assert all(k.dtype == torch.float32 for k in loop.bank.keys)
+    assert max((a - b).abs().max().item() for a, b in zip(reference, reduced)) < 0.1
+
+
+@pytest.mark.parametrize('precision, message', [('fp16', 'needs a CUDA device'), ('half', 'choose one of')])
+def test_unsupported_precisions_are_refused(precision, message):
+    with pytest.raises(UserError, match=message):
+        Propagation(random_model(), [1], precision=precision)
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc')
