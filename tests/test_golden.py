@@ -1,4 +1,9 @@
-"""Equivalence with the authors' released code, on the golden outputs in tests/data."""
+"""Equivalence with the authors' released code, on the golden outputs in tests/data.
+
+Each run is compared twice: in float32, the default path, at tolerances that allow
+for the CPU and thread count; and in float64 against the released code's float64
+twins (`*_f64.npz`), where rounding no longer hides a wrong sum or a wrong order.
+"""
 import os
 
 import numpy as np
@@ -19,24 +24,32 @@ def load_golden(name):
     return dict(np.load(os.path.join(DATA, name)))
 
 
-def recipe_model(seed):
+def recipe_model(seed, dtype):
     model = AFBURR()
     model.load_state_dict(recipe_state_dict(seed), strict=True)
-    return model
+    return model.to(dtype)
 
 
-def frame_tensor(frame):
-    return torch.from_numpy(frame.astype(np.float32) / 255).permute(2, 0, 1)
+def frame_tensor(frame, dtype):
+    return torch.from_numpy(frame.astype(np.float64 if dtype == torch.float64 else np.float32) / 255).permute(2, 0, 1)
 
 
-@pytest.mark.parametrize('name', ['infer_3obj.npz', 'infer_1obj.npz'])
-def test_inference_matches_released_code(name):
-    golden = load_golden(name)
+@pytest.fixture
+def float64():
+    """Run the model in float64, as the released code was run for the *_f64 twins."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch.float64
+    torch.set_default_dtype(default)
+
+
+def run_inference(golden, dtype):
+    """Our loop on a golden video: logits of frames 1.., bank sizes and usage sums after each frame."""
     weights_seed, _, n_frames, _, _, _, budget, update_rate, merge_thres = golden['params']
-    model = recipe_model(int(weights_seed))
+    model = recipe_model(int(weights_seed), dtype)
     labels = tuple(present_labels(golden['first_mask']))
     loop = Propagation(model, options=BankOptions(int(budget), float(update_rate), float(merge_thres)))
-    items = [FrameItem(t, frame_tensor(f), golden['first_mask'] if t == 0 else None, labels if t == 0 else ())
+    items = [FrameItem(t, frame_tensor(f, dtype), golden['first_mask'] if t == 0 else None, labels if t == 0 else ())
              for t, f in enumerate(golden['frames'])]
 
     logits, sizes, usage = [], [], []
@@ -47,32 +60,69 @@ def test_inference_matches_released_code(name):
             usage.append([u.sum().item() for u in loop.bank.usage])
             logits.append(output.scores)
     sizes.append(loop.bank.sizes())
+    assert all(u.dtype == dtype for u in loop.bank.usage + loop.bank.keys)
+    return torch.stack(logits), np.array(sizes), np.array(usage), loop.bank
 
-    difference = (torch.stack(logits) - torch.from_numpy(golden['logits'])).abs().max().item()
-    assert difference <= 1e-4
-    assert np.array_equal(np.array(sizes), golden['bank_sizes']), (sizes, golden['bank_sizes'])
-    np.testing.assert_allclose(np.array(usage), golden['usage'], rtol=1e-4)
-    assert loop.bank.peak_n == golden['peak_n'].tolist()
-    assert loop.bank.removed_n == golden['replace_n'].tolist()
-    assert loop.bank.class_budget == golden['class_budget']
+
+def assert_bank_report(bank, golden):
+    assert bank.peak_n == golden['peak_n'].tolist()
+    assert bank.removed_n == golden['replace_n'].tolist()
+    assert bank.class_budget == golden['class_budget']
+
+
+@pytest.mark.parametrize('name', ['infer_3obj.npz', 'infer_1obj.npz'])
+def test_inference_matches_released_code(name):
+    golden = load_golden(name)
+    logits, sizes, usage, bank = run_inference(golden, torch.float32)
+
+    assert (logits - torch.from_numpy(golden['logits'])).abs().max().item() <= 1e-4
+    assert np.array_equal(sizes, golden['bank_sizes']), (sizes, golden['bank_sizes'])
+    np.testing.assert_allclose(usage, golden['usage'], rtol=1e-4)
+    assert_bank_report(bank, golden)
+
+
+@pytest.mark.parametrize('name', ['infer_3obj_f64.npz', 'infer_1obj_f64.npz'])
+def test_float64_inference_matches_released_code(name, float64):
+    golden = load_golden(name)
+    logits, sizes, usage, bank = run_inference(golden, float64)
+
+    # The golden logits are stored in float32: 1e-6 covers that rounding of logits up to ~10.
+    assert (logits - torch.from_numpy(golden['logits']).double()).abs().max().item() <= 1e-6
+    assert np.array_equal(sizes, golden['bank_sizes']), (sizes, golden['bank_sizes'])
+    # Sums of log counts of the same pixels: only the summation order can differ.
+    np.testing.assert_allclose(usage, golden['usage'], rtol=1e-12, atol=0)
+    assert_bank_report(bank, golden)
+
+
+def run_training_step(golden, dtype):
+    weights_seed, _, _, _, n_objects, lu = golden['params']
+    model = recipe_model(int(weights_seed), dtype)
+    model.train()
+    freeze_batchnorm(model)
+    frames = torch.stack([frame_tensor(f, dtype) for f in golden['frames']])
+    masks = torch.stack([torch.from_numpy(golden['masks'] == label).to(dtype)
+                         for label in range(int(n_objects) + 1)], dim=1)
+    result = clip_loss(model, frames, masks, lu=float(lu), budget=BankOptions().budget)
+    result.loss.backward()
+    parameters = dict(model.named_parameters())
+    return result, [parameters[key].grad.norm().item() for key in golden['grad_keys']]
 
 
 def test_training_step_matches_released_code(one_thread):
     golden = load_golden('train_step.npz')
-    weights_seed, _, _, _, n_objects, lu = golden['params']
-    model = recipe_model(int(weights_seed))
-    model.train()
-    freeze_batchnorm(model)
-    frames = torch.stack([frame_tensor(f) for f in golden['frames']])
-    masks = torch.stack([torch.from_numpy(golden['masks'] == label).float()
-                         for label in range(int(n_objects) + 1)], dim=1)
-
-    result = clip_loss(model, frames, masks, lu=float(lu), budget=BankOptions().budget)
-    result.loss.backward()
+    result, grad_norms = run_training_step(golden, torch.float32)
 
     assert torch.allclose(result.scores, torch.from_numpy(golden['logits']), atol=1e-4, rtol=0)
     for value, key in ((result.loss, 'loss'), (result.cross_entropy, 'ce'), (result.uncertainty, 'uncertainty')):
         assert value.item() == pytest.approx(float(golden[key]), rel=1e-5), key
-    parameters = dict(model.named_parameters())
-    ours = [parameters[key].grad.norm().item() for key in golden['grad_keys']]
-    np.testing.assert_allclose(ours, golden['grad_norms'], rtol=1e-4)
+    np.testing.assert_allclose(grad_norms, golden['grad_norms'], rtol=1e-4)
+
+
+def test_float64_training_step_matches_released_code(float64):
+    golden = load_golden('train_step_f64.npz')
+    result, grad_norms = run_training_step(golden, float64)
+
+    np.testing.assert_allclose(result.scores.detach().numpy(), golden['logits'], rtol=1e-9, atol=0)
+    for value, key in ((result.loss, 'loss'), (result.cross_entropy, 'ce'), (result.uncertainty, 'uncertainty')):
+        assert value.item() == pytest.approx(float(golden[key]), rel=1e-9, abs=0), key
+    np.testing.assert_allclose(grad_norms, golden['grad_norms'], rtol=1e-9, atol=0)

@@ -71,8 +71,8 @@ class FeatureBank:
             self.keys[i] = keys[i]
             self.values[i] = values[i]
             n = keys[i].shape[1]
-            self.added[i] = torch.full((n,), float(frame_index), device=keys[i].device)
-            self.usage[i] = torch.zeros(n, device=keys[i].device)
+            self.added[i] = keys[i].new_full((n,), frame_index)
+            self.usage[i] = keys[i].new_zeros(n)
             self.peak_n[i] = max(self.peak_n[i], n)
 
     def sizes(self):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from model.inference.feature_bank import FeatureBank
 from model.inference.options import DEFAULT_BANK_OPTIONS
+from model.inference.precision import autocast, check_precision
 
 # Scores forced onto objects that have not started yet, and onto given masks.
 FORCED_SCORE = 1000.0
@@ -48,12 +49,17 @@ class Propagation:
     every id up to the video's largest, as released); a given mask's labels that are
     not among them get new channels when they start. `update_before`: only frames
     with a smaller index update the bank (the released long-video loop stops two
-    frames before the end); None: every frame but the last.
+    frames before the end); None: every frame but the last. `precision` ('fp32', 'bf16' or
+    'fp16', see model.inference.precision) is the network's arithmetic; the bank, scores and
+    probabilities keep the model's own dtype.
     """
 
-    def __init__(self, model, object_labels=(), options=DEFAULT_BANK_OPTIONS, update_before=None):
+    def __init__(self, model, object_labels=(), options=DEFAULT_BANK_OPTIONS, update_before=None, precision='fp32'):
         self.model = model.eval()
-        self.device = next(model.parameters()).device
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        check_precision(precision, self.device)
+        self.precision = precision
         self.label_values = [0, *object_labels]
         self.options = options
         self.update_before = update_before
@@ -91,9 +97,9 @@ class Propagation:
         new_labels = [label for label in given if label not in self.label_values]
         self.label_values += new_labels
         if self.bank is None:
-            scores = frame.new_zeros(self.obj_n, *frame.shape[-2:])
+            scores = torch.zeros(self.obj_n, *frame.shape[-2:], dtype=self.dtype, device=self.device)
         else:
-            scores = self.model.segment(frame, self.bank)[0][0]
+            scores = self._segment(frame)
             if new_labels:
                 scores = torch.cat([scores, scores.new_zeros(len(new_labels), *scores.shape[-2:])])
         self._started.update(given)
@@ -117,6 +123,16 @@ class Propagation:
             channel.fill_(-FORCED_SCORE)
             channel[region] = FORCED_SCORE
 
+    def _segment(self, frame):
+        with autocast(self.precision, self.device):
+            scores = self.model.segment(frame, self.bank)[0][0]
+        return scores.to(self.dtype)
+
+    def _memorize(self, frame, probabilities):
+        with autocast(self.precision, self.device):
+            keys, values = self.model.memorize(frame, probabilities.unsqueeze(0))
+        return keys.to(self.dtype), values.to(self.dtype)
+
     def _memorize_previous(self):
         """Memorize the previous frame: restart the bank when masks were given there, else update it."""
         if self._to_memorize is None:
@@ -126,6 +142,6 @@ class Propagation:
         if restart:
             if self.bank is None or self.bank.obj_n != self.obj_n:
                 self.bank = FeatureBank(self.obj_n, self.options)
-            self.bank.init(*self.model.memorize(frame, probabilities.unsqueeze(0)), index)
+            self.bank.init(*self._memorize(frame, probabilities), index)
         elif self.update_before is None or index < self.update_before:
-            self.bank.update(*self.model.memorize(frame, probabilities.unsqueeze(0)), index)
+            self.bank.update(*self._memorize(frame, probabilities), index)

@@ -7,9 +7,19 @@ from torch import nn
 from model.network.decoder import Decoder, uncertainty_map
 from model.network.encoders import MemoryEncoder, QueryEncoder
 from model.network.matcher import KeyValue, global_match
+from utils.allocator import keep_freed_memory
 from utils.padding import crop_padding, pad_to_multiple
 
+# Every user of the network (eval.py, train.py, the API) imports this module: from here on
+# large tensors reuse the process's memory instead of being mapped afresh for every frame.
+keep_freed_memory()
+
 PROBABILITY_EPS = 1e-7
+
+
+def _inference_layout(images):
+    """Channels-last images: oneDNN's (and cuDNN's) fast convolution layout, kept by every layer after."""
+    return images.contiguous(memory_format=torch.channels_last)
 
 
 class AFBURR(nn.Module):
@@ -28,10 +38,11 @@ class AFBURR(nn.Module):
         Returns keys (obj_n, 128, hw) and values (obj_n, 512, hw) at 1/16 of the padded size.
         """
         (frame, masks), _ = pad_to_multiple([frame, masks])
-        obj_n = masks.shape[1]
+        if not self.training:
+            frame = _inference_layout(frame)
         masks = masks[0].unsqueeze(1).to(frame.dtype)
-        r4, _ = self.encoder_m(frame.expand(obj_n, -1, -1, -1), masks, (1 - masks).clamp(0, 1))
-        return self.keyval_r4(r4)
+        keys, values = self.keyval_r4(self.encoder_m(frame, masks, (1 - masks).clamp(0, 1)))
+        return keys.flatten(2), values.flatten(2)
 
     def segment(self, frames, bank):
         """frames (bs, 3, H, W) in [0, 1] against a FeatureBank.
@@ -40,22 +51,21 @@ class AFBURR(nn.Module):
         training mode the uncertainty term of the loss (else None). At inference
         the frame is padded to a multiple of 16 and the bank's usage is counted.
         """
-        obj_n = bank.obj_n
         padding = None
         if not self.training:
             (frames,), padding = pad_to_multiple([frames])
+            frames = _inference_layout(frames)
         r4, r3, r2, r1 = self.encoder_q(frames)
-        bs, _, h16, w16 = r4.shape
         keys, values = self.keyval_r4(r4)
-        matched = global_match(bank, keys, values, count_usage=not self.training)
-        matched = matched.reshape(bs * obj_n, -1, h16, w16)
-        per_object = [f.unsqueeze(1).expand(-1, obj_n, -1, -1, -1).reshape(bs * obj_n, *f.shape[1:])
-                      for f in (r3, r2, r1)]
-        probabilities = self.decoder(matched, *per_object, bs, obj_n).view(bs, obj_n, *frames.shape[-2:])
+        readout = global_match(bank, keys.flatten(2), count_usage=not self.training)
+        readout = readout.flatten(0, 1).unflatten(-1, values.shape[-2:])
+        if not self.training:
+            readout = _inference_layout(readout)
+        probabilities = self.decoder(readout, values, r3, r2, r1)
 
         uncertainty = None
         if self.training:
-            u = uncertainty_map(torch.softmax(probabilities, dim=1)).view(bs, -1)
+            u = uncertainty_map(torch.softmax(probabilities, dim=1)).flatten(1)
             uncertainty = (u.norm(p=2, dim=1) / math.sqrt(frames.shape[-2] * frames.shape[-1])).mean()
 
         probabilities = probabilities.clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS)

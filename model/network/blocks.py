@@ -20,14 +20,25 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
 
     def forward(self, x):
-        residual = self.conv2(F.relu(self.conv1(F.relu(x))))
+        residual = self.conv2(F.relu(self.conv1(F.relu(x)), inplace=True))
         if self.downsample is not None:
             x = self.downsample(x)
         return x + residual
 
 
+def per_object(shared, per_object_features):
+    """Add frame features (bs, C, h, w) to every object's features (bs * obj_n, C, h, w)."""
+    bs = shared.shape[0]
+    objects = per_object_features.unflatten(0, (bs, -1))
+    return (objects + shared.unsqueeze(1)).flatten(0, 1)
+
+
 class Refine(nn.Module):
-    """Fuse a skip feature with the coarser prediction upsampled 2x."""
+    """Fuse a skip feature with the coarser prediction upsampled 2x.
+
+    The skip branch depends on the frame only, so it runs once per frame (`skip`)
+    and is shared by every object's prediction (`forward`).
+    """
 
     def __init__(self, in_channels, channels):
         super().__init__()
@@ -35,7 +46,10 @@ class Refine(nn.Module):
         self.ResFS = ResBlock(channels)
         self.ResMM = ResBlock(channels)
 
+    def skip(self, features):
+        return self.ResFS(self.convFS(features))
+
     def forward(self, skip, coarse):
-        fused = self.ResFS(self.convFS(skip))
-        fused = fused + F.interpolate(coarse, scale_factor=2, mode='bilinear', align_corners=False)
-        return self.ResMM(fused)
+        """skip (bs, C, 2h, 2w) from `skip`; coarse (bs * obj_n, C, h, w)."""
+        upsampled = F.interpolate(coarse, scale_factor=2, mode='bilinear', align_corners=False)
+        return self.ResMM(per_object(skip, upsampled))
