@@ -17,6 +17,7 @@ from dataset import scoring
 from dataset.eval_sets import open_video
 from dataset.levels import LEVELS, VIDEO_MODEL_NAME
 from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
+from model.inference.precision import PRECISIONS, check_precision
 from model.inference.video_runner import OutputFolders, is_done, segment_video
 from model.network.loading import load_model
 from utils.cli import OneLineParser, at_least, checked, sigterm_interrupts
@@ -57,6 +58,9 @@ def parse_args(argv=None):
                        help='results root (default output); overlays go to OUTPUT/overlay/')
     added.add_argument('--sequences', help='comma-separated subset of the videos to run')
     added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them)')
+    added.add_argument('--precision', choices=PRECISIONS, default='fp32',
+                       help='arithmetic of the network: fp32 (default, the released numerics), bf16 (CUDA, or a CPU '
+                            'with bfloat16 instructions) or fp16 (CUDA): faster, results differ slightly')
     added.add_argument('--workers', type=checked(int, at_least(0)), default=2,
                        help='frame-decoding worker processes per video (default 2)')
     added.add_argument('--score', action='store_true', help='score the results against the annotations (DAVIS protocol)')
@@ -139,7 +143,8 @@ def run_dataset(args, sequences, model, process):
         if not args.overwrite and is_done(sequence, folders):
             print(f'{sequence.name}: outputs already written, skipped (--overwrite redoes it)')
             continue
-        report = segment_video(model, sequence, folders, options, level.update_before(sequence), args.workers)
+        report = segment_video(model, sequence, folders, options, level.update_before(sequence), args.workers,
+                               precision=args.precision)
         print(report.summary())
         frames, seconds = frames + report.frames, seconds + report.seconds
     if frames:
@@ -150,7 +155,8 @@ def run_dataset(args, sequences, model, process):
 
 def run_video(args, source, model):
     folders = output_folders(args, source.name)
-    report = segment_video(model, source, folders, bank_options(args), workers=args.workers)
+    report = segment_video(model, source, folders, bank_options(args), workers=args.workers,
+                           precision=args.precision)
     print(report.summary())
     print(f'masks in {folders.masks}' + (f', overlay video {folders.overlay_video}' if folders.overlays else ''))
 
@@ -166,6 +172,7 @@ def main(argv=None):
             source = open_video(args.video, args.mask) if args.video else select_sequences(args)
             check_output_roots(args)
             device = process_device(device_name(args.device, args.gpu), process, '--device' if args.device else '--gpu')
+            check_precision(args.precision, device)
             model = load_model(resolve_checkpoint(args.resume), device)
             start = time.perf_counter()
             if args.video:

@@ -70,3 +70,26 @@ def test_api_rejects_bad_frames(recipe_checkpoint, clip):
     segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu')
     with pytest.raises(UserError, match='RGB uint8'):
         list(segmenter.segment([frames[0].astype(np.float32)], masks[0]))
+
+
+def test_reduced_precision_is_opt_in_on_the_cli_and_the_api(tmp_path, recipe_checkpoint, clip):
+    frames, masks = clip
+    write_label_mask(tmp_path / 'first.png', masks[0])
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    for t, frame in enumerate(frames[:3]):
+        Image.fromarray(frame).save(folder / f'{t:05d}.png')
+    run_script('eval.py', '--video', folder, '--mask', tmp_path / 'first.png', '--resume', recipe_checkpoint,
+               '--gpu', -1, '--output', tmp_path / 'out', '--precision', 'bf16')
+    assert sorted(os.listdir(tmp_path / 'out' / 'AFB-URR_Video' / 'frames')) == [f'{t:05d}.png' for t in range(3)]
+    refused = run_script('eval.py', '--video', folder, '--mask', tmp_path / 'first.png', '--resume',
+                         recipe_checkpoint, '--gpu', -1, '--output', tmp_path / 'fp16', '--precision', 'fp16',
+                         check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == \
+        'error: precision fp16 needs a CUDA device (float16 convolutions on the CPU are slower than float32); ' \
+        'use bf16 on the CPU'
+    with pytest.raises(UserError, match='precision fp16 needs a CUDA device'):
+        Segmenter.from_pretrained(recipe_checkpoint, device='cpu', precision='fp16')
+    segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu', precision='bf16')
+    labels, probabilities = list(segmenter.segment(frames[:2], masks[0], probabilities=True))[1]
+    assert probabilities.dtype == np.float32 and labels.shape == masks[0].shape

@@ -77,13 +77,14 @@ def is_done(source, folders):
 
 
 def segment_video(model, source, folders, options=DEFAULT_BANK_OPTIONS, update_before=None, workers=2,
-                  progress=True):
+                  progress=True, precision='fp32'):
     """Segment a video source and write each written frame's label PNG (and overlays); returns a VideoReport.
 
-    `update_before`: see Propagation (the long-video protocol stops updating the bank two frames early).
+    `update_before` and `precision`: see Propagation (the long-video protocol stops updating the bank two
+    frames early).
     """
     folders.remove_stale_temporaries()
-    loop = Propagation(model, source.object_labels, options, update_before)
+    loop = Propagation(model, source.object_labels, options, update_before, precision)
     report = VideoReport(source.name)
     bar = tqdm(total=source.frame_count, desc=source.name, unit='frame', disable=not progress, leave=False)
     video = Mp4Writer(folders.overlay_video, source.fps) if folders.overlays is not None else contextlib.nullcontext()
