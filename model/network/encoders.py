@@ -1,7 +1,7 @@
 """The two ResNet-50 encoders: one for memory frames (with mask stems), one for query frames.
 
 At inference (eval mode, no autograd) the convolutions run with their BatchNorm folded
-in (model.folding) and the memory encoder's frame convolution runs once for all objects;
+in (model.network.folding) and the memory encoder's frame convolution runs once for all objects;
 training runs the modules as released.
 """
 import torch
