@@ -10,6 +10,7 @@ from PIL import Image
 
 from dataset import transforms as P
 from dataset.training import DAVISTrain, PretrainImages, YouTubeTrain, read_pretrain_sets, training_dataset
+from model.training.rng_state import seed_everything
 from tests.support.synth import moving_shapes, write_davis
 from utils.errors import UserError
 from utils.masks import label_mask_image, write_label_mask
@@ -18,12 +19,6 @@ from utils.palette import PALETTE
 H, W, S = 96, 128, 64
 BACKGROUND = (40, 110, 40)
 COLOURS = {1: (220, 30, 30), 2: (30, 30, 220)}  # object 1 red, object 2 blue
-
-
-def seed_all(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def flat_video(n_frames, height=H, width=W):
@@ -209,7 +204,7 @@ def test_davis_clips(davis_root):
     ds = DAVISTrain(davis_root, output_size=S, clip_n=4, obj_n=3)
     assert len(ds) == 2 and [v[0] for v in ds.videos] == ['bear', 'cows']
     for seed in range(4):
-        seed_all(seed)
+        seed_everything(seed)
         item = ds[seed % 2]
         check_clip(item, 4, S, 3)
         assert len(set(item[3]['frames'])) == 4 and set(item[3]['frames']) <= set(range(7))
@@ -227,7 +222,7 @@ def test_youtube_clips(tmp_path):
     ds = YouTubeTrain(root, output_size=S, clip_n=3, obj_n=2)
     assert len(ds) == 2
     for seed in range(3):
-        seed_all(seed)
+        seed_everything(seed)
         check_clip(ds[seed % 2], 3, S, 2)
 
 
@@ -238,7 +233,7 @@ def test_pretrain_clips(tmp_path):
     write_pretrain(root, 'COCO', frames[2:], masks[2:])
     ds = PretrainImages(root, sets=['COCO', 'MSRA10K'], output_size=S, clip_n=3, obj_n=3)
     assert len(ds) == 4 and ds.sets == ['COCO', 'MSRA10K']
-    seed_all(0)
+    seed_everything(0)
     item = ds[3]
     check_clip(item, 3, S, 3)
     assert item[3]['name'] == 'MSRA10K/img_001' and item[3]['frames'] == [0, 0, 0]
@@ -256,7 +251,7 @@ def test_masks_stay_aligned_with_frames(flat_roots, level):
     ds = flat_dataset(flat_roots, level, clip_n=4)
     moved = 0
     for seed in range(4):
-        seed_all(seed)
+        seed_everything(seed)
         item = ds[0]
         check_clip(item, 4, S, 3)
         check_alignment(item)
@@ -270,7 +265,7 @@ def test_fixed_seed_gives_the_same_clip(flat_roots, level):
     ds = flat_dataset(flat_roots, level, clip_n=3)
     items = []
     for seed in (5, 5, 6):
-        seed_all(seed)
+        seed_everything(seed)
         items.append(ds[0])
     a, b, c = items
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2:] == b[2:]
@@ -348,7 +343,7 @@ def test_at_most_obj_n_minus_1_objects_from_the_first_frame(tmp_path):
     ds = DAVISTrain(root, output_size=S, clip_n=4, obj_n=3)
     chosen = set()
     for seed in range(8):
-        seed_all(seed)
+        seed_everything(seed)
         frames_t, masks_t, obj_n, info = ds[0]
         assert obj_n == 3
         first = info['frames'][0]
@@ -392,7 +387,7 @@ def test_youtube_bad_input(tmp_path, capsys):
     assert 'bare: no frame has a mask' in out
     assert '1 of 3 videos have no annotation folder (unannotated)' in out
     assert [v[0] for v in ds.videos] == ['good'] and len(ds.videos[0][1]) == 3
-    seed_all(0)
+    seed_everything(0)
     item = ds[0]
     check_clip(item, 3, S, 3)
     assert set(item[3]['frames']) == {0, 1, 2}
