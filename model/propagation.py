@@ -142,7 +142,7 @@ class Propagation:
                 starting = regions.flatten(1).any(dim=1) & ~started
             restart = starting is not None and bool(starting.any())
             waiting = ~started & ~starting if restart else ~started
-            scores[waiting] = -FORCED_SCORE
+            scores.masked_fill_(waiting[:, None, None], -FORCED_SCORE)  # no host sync, unlike indexing
             if restart:
                 scores[starting] = -FORCED_SCORE
                 new_region = regions[starting].any(dim=0)
