@@ -33,12 +33,12 @@ def _merge(bank, new, chosen, targets, rate):
     """Move the chosen bank columns towards the mean direction of the new features that hit them.
 
     Each column keeps its norm: K_j = |K_j| * ((1 - r) K_j / |K_j| + r * mean of normalised new).
+    Only the columns hit are normalised: the bank can hold a hundred thousand.
     """
-    norms = bank.norm(p=2, dim=0)
-    direction = F.normalize(bank, dim=0)
-    mean_new = _scatter_mean(F.normalize(new, dim=0)[:, chosen], targets[chosen], bank.shape[1])
-    hit = torch.unique(targets[chosen])
-    bank[:, hit] = norms[hit] * ((1 - rate) * direction[:, hit] + rate * mean_new[:, hit])
+    hit, slots = torch.unique(targets[chosen], return_inverse=True)
+    columns = bank[:, hit]
+    mean_new = _scatter_mean(F.normalize(new[:, chosen], dim=0), slots, hit.numel())
+    bank[:, hit] = columns.norm(p=2, dim=0) * ((1 - rate) * F.normalize(columns, dim=0) + rate * mean_new)
 
 
 class FeatureBank:
