@@ -1,7 +1,7 @@
-"""Peak memory against video length: the feature bank bounds it, so a 1,500-frame video
+"""Peak memory against video length: the feature bank bounds it, so a 3,000-frame video
 should peak within a few percent of a 300-frame one once the bank is full.
 
-    python benchmarks/long_video_memory.py [--lengths 300 1500] [--size 48 80] [--budget 600] [--merge-thres 2]
+    python benchmarks/long_video_memory.py [--lengths 300 3000] [--size 48 80] [--budget 600] [--merge-thres 2]
 
 Each length runs in a fresh process (so peaks don't mix) on the CPU with randomly
 initialised weights (memory does not depend on the weights), streaming frames from a
@@ -55,7 +55,7 @@ def measure(n_frames, height, width, budget, merge_thres):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--lengths', type=int, nargs='+', default=[300, 1500])
+    parser.add_argument('--lengths', type=int, nargs='+', default=[300, 3000])
     parser.add_argument('--size', type=int, nargs=2, default=[48, 80], metavar=('H', 'W'))
     parser.add_argument('--budget', type=int, default=600)
     parser.add_argument('--merge-thres', type=float, default=2.0)

@@ -1,0 +1,119 @@
+"""Agreement of the reduced precisions with fp32, and their speed, on the demo video and a synthetic one.
+
+    python benchmarks/precision.py [--device cpu|cuda] [--precisions bf16 fp16]
+                                   [--synthetic-size 480 854] [--synthetic-frames 10] [--objects 2]
+
+Both videos are segmented with the golden recipe weights (seed 7: the released checkpoints
+cannot be downloaded here) once in fp32 and once in each reduced precision. Per precision
+and video it prints:
+- mean IoU of the label maps against fp32's (per frame after the first and per object,
+  background included, then averaged);
+- the same on the decisive pixels only, where fp32's two best logits differ by more than
+  0.01 (the golden tests' rule): random weights leave most pixels near-ties that any
+  rounding flips, so this says whether the precision changes a real decision; and the
+  share of such pixels;
+- the largest absolute difference of any probability;
+- seconds per frame of each run (one run each; benchmarks/speed.py compares speed properly).
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from dataset.frame_stream import FrameItem, stream_video_file  # noqa: E402
+from model.network import AFBURR  # noqa: E402
+from model.propagation import Propagation, object_labels_of  # noqa: E402
+from tests.support.recipe import recipe_state_dict  # noqa: E402
+from tests.support.synth import moving_shapes  # noqa: E402
+from utils.device import select_device  # noqa: E402
+from utils.masks import read_label_mask  # noqa: E402
+
+DEMO_VIDEO = os.path.join(REPO, 'assets', 'demo', 'demo.mp4')
+DEMO_MASK = os.path.join(REPO, 'assets', 'demo', 'demo_first_mask.png')
+WEIGHTS_SEED = 7
+DECISIVE_LOGIT_MARGIN = 0.01
+
+
+def demo_items():
+    return stream_video_file(DEMO_VIDEO, DEMO_MASK)
+
+
+def synthetic_items(n_frames, height, width, n_objects):
+    frames, masks = moving_shapes(3, n_frames, height, width, n_objects)
+    return [FrameItem(t, torch.from_numpy(f).permute(2, 0, 1).float().div(255), masks[0] if t == 0 else None)
+            for t, f in enumerate(frames)]
+
+
+def segment(model, labels, items, precision):
+    """(scores, probabilities) (obj_n, h, w) of every frame after the first, and seconds per frame."""
+    loop = Propagation(model, labels, precision=precision)
+    outputs, start = [], time.perf_counter()
+    for output in loop.run(items):
+        if output.scores is not None:
+            outputs.append((output.scores.cpu(), output.probabilities.cpu()))
+    return outputs, (time.perf_counter() - start) / max(len(outputs), 1)
+
+
+def mean_iou(reference, other, where):
+    """Mean over objects (background included) of the IoU of two label maps, on the pixels `where`."""
+    ious = []
+    for c in range(int(max(reference.max(), other.max())) + 1):
+        a, b = (reference == c) & where, (other == c) & where
+        union = (a | b).sum().item()
+        if union:
+            ious.append((a & b).sum().item() / union)
+    return ious
+
+
+def agreement(reference, other):
+    """(mean IoU, mean IoU on decisive pixels, share of decisive pixels, max probability difference)."""
+    all_ious, decisive_ious, decisive_share, largest = [], [], [], 0.0
+    for (scores, p), (_, q) in zip(reference, other):
+        top2 = scores.topk(2, dim=0).values
+        decisive = (top2[0] - top2[1]) > DECISIVE_LOGIT_MARGIN
+        labels_p, labels_q = p.argmax(dim=0), q.argmax(dim=0)
+        all_ious += mean_iou(labels_p, labels_q, torch.ones_like(decisive))
+        decisive_ious += mean_iou(labels_p, labels_q, decisive)
+        decisive_share.append(decisive.float().mean().item())
+        largest = max(largest, (p - q).abs().max().item())
+    return np.mean(all_ious), np.mean(decisive_ious), np.mean(decisive_share), largest
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--precisions', nargs='+', choices=['bf16', 'fp16'])
+    parser.add_argument('--synthetic-size', type=int, nargs=2, default=[480, 854], metavar=('H', 'W'))
+    parser.add_argument('--synthetic-frames', type=int, default=10)
+    parser.add_argument('--objects', type=int, default=2, help='objects in the synthetic video (default 2)')
+    args = parser.parse_args()
+    device = select_device(args.device)
+    precisions = args.precisions or (['bf16'] if device.type == 'cpu' else ['fp16', 'bf16'])
+    model = AFBURR()
+    model.load_state_dict(recipe_state_dict(WEIGHTS_SEED), strict=True)
+    model = model.to(device).eval()
+
+    videos = {
+        'demo': (object_labels_of(read_label_mask(DEMO_MASK)), demo_items),
+        'synthetic': (list(range(1, args.objects + 1)),
+                      lambda: synthetic_items(args.synthetic_frames, *args.synthetic_size, args.objects)),
+    }
+    print(f'{device}, {torch.get_num_threads()} threads; recipe weights seed {WEIGHTS_SEED}')
+    for name, (labels, items) in videos.items():
+        reference, reference_seconds = segment(model, labels, items(), 'fp32')
+        print(f'{name}: {len(reference) + 1} frames, {len(labels)} objects; fp32 {reference_seconds:.2f} s/frame')
+        for precision in precisions:
+            other, seconds = segment(model, labels, items(), precision)
+            iou, decisive_iou, decisive_share, largest = agreement(reference, other)
+            print(f'  {precision}: {seconds:.2f} s/frame; mean IoU vs fp32 {iou:.4f}, on decisive pixels '
+                  f'({100 * decisive_share:.0f}% of them) {decisive_iou:.4f}; max probability difference '
+                  f'{largest:.4f}', flush=True)
+
+
+if __name__ == '__main__':
+    main()
