@@ -8,10 +8,10 @@ cannot be downloaded here) once in fp32 and once in each reduced precision. Per 
 and video it prints:
 - mean IoU of the label maps against fp32's (per frame after the first and per object,
   background included, then averaged);
-- the same on the decisive pixels only, where fp32's two best logits differ by more than
-  0.01 (the golden tests' rule): random weights leave most pixels near-ties that any
-  rounding flips, so this says whether the precision changes a real decision; and the
-  share of such pixels;
+- the same on the decisive pixels only, where fp32's two best logits differ by more than a
+  margin (0.01, the golden tests' rule, then 0.05 and 0.1), with the share of such pixels:
+  random weights leave most pixels near-ties that any rounding flips, so these say whether
+  the precision changes a clear decision;
 - the largest absolute difference of any probability;
 - seconds per frame of each run (one run each; benchmarks/speed.py compares speed properly).
 """
@@ -36,7 +36,7 @@ from utils.masks import read_label_mask  # noqa: E402
 DEMO_VIDEO = os.path.join(REPO, 'assets', 'demo', 'demo.mp4')
 DEMO_MASK = os.path.join(REPO, 'assets', 'demo', 'demo_first_mask.png')
 WEIGHTS_SEED = 7
-DECISIVE_LOGIT_MARGIN = 0.01
+DECISIVE_LOGIT_MARGINS = (0.01, 0.05, 0.1)
 
 
 def demo_items():
@@ -71,17 +71,22 @@ def mean_iou(reference, other, where):
 
 
 def agreement(reference, other):
-    """(mean IoU, mean IoU on decisive pixels, share of decisive pixels, max probability difference)."""
-    all_ious, decisive_ious, decisive_share, largest = [], [], [], 0.0
+    """Mean IoU over all pixels, {margin: (mean IoU, share)} over decisive pixels, max probability difference."""
+    all_ious, largest = [], 0.0
+    decisive_ious = {margin: [] for margin in DECISIVE_LOGIT_MARGINS}
+    decisive_shares = {margin: [] for margin in DECISIVE_LOGIT_MARGINS}
     for (scores, p), (_, q) in zip(reference, other):
         top2 = scores.topk(2, dim=0).values
-        decisive = (top2[0] - top2[1]) > DECISIVE_LOGIT_MARGIN
         labels_p, labels_q = p.argmax(dim=0), q.argmax(dim=0)
-        all_ious += mean_iou(labels_p, labels_q, torch.ones_like(decisive))
-        decisive_ious += mean_iou(labels_p, labels_q, decisive)
-        decisive_share.append(decisive.float().mean().item())
+        all_ious += mean_iou(labels_p, labels_q, torch.ones_like(labels_p, dtype=torch.bool))
+        for margin in DECISIVE_LOGIT_MARGINS:
+            decisive = (top2[0] - top2[1]) > margin
+            decisive_ious[margin] += mean_iou(labels_p, labels_q, decisive)
+            decisive_shares[margin].append(decisive.float().mean().item())
         largest = max(largest, (p - q).abs().max().item())
-    return np.mean(all_ious), np.mean(decisive_ious), np.mean(decisive_share), largest
+    decisive = {margin: (np.mean(decisive_ious[margin]) if decisive_ious[margin] else float('nan'),
+                         np.mean(decisive_shares[margin])) for margin in DECISIVE_LOGIT_MARGINS}
+    return np.mean(all_ious), decisive, largest
 
 
 def main():
@@ -109,10 +114,11 @@ def main():
         print(f'{name}: {len(reference) + 1} frames, {len(labels)} objects; fp32 {reference_seconds:.2f} s/frame')
         for precision in precisions:
             other, seconds = segment(model, labels, items(), precision)
-            iou, decisive_iou, decisive_share, largest = agreement(reference, other)
-            print(f'  {precision}: {seconds:.2f} s/frame; mean IoU vs fp32 {iou:.4f}, on decisive pixels '
-                  f'({100 * decisive_share:.0f}% of them) {decisive_iou:.4f}; max probability difference '
-                  f'{largest:.4f}', flush=True)
+            iou, decisive, largest = agreement(reference, other)
+            margins = ', '.join(f'margin {margin:g} ({100 * share:.1f}% of pixels) {decisive_iou:.4f}'
+                                for margin, (decisive_iou, share) in decisive.items())
+            print(f'  {precision}: {seconds:.2f} s/frame; max probability difference {largest:.4f}; '
+                  f'mean IoU vs fp32 {iou:.4f}, on decisive pixels: {margins}', flush=True)
 
 
 if __name__ == '__main__':
