@@ -1,7 +1,7 @@
-"""Peak memory against video length: the feature bank bounds it, so a 1,500-frame video
+"""Peak memory against video length: the feature bank bounds it, so a 3,000-frame video
 should peak within a few percent of a 300-frame one once the bank is full.
 
-    python benchmarks/long_video_memory.py [--lengths 300 1500] [--size 48 80] [--budget 600] [--merge-thres 1]
+    python -m benchmarks.long_video_memory [--lengths 300 3000] [--size 48 80] [--budget 600] [--merge-thres 1]
 
 Each length runs in a fresh process (so peaks don't mix) on the CPU with randomly
 initialised weights (memory does not depend on the weights), streaming frames from a
@@ -36,7 +36,6 @@ def measure(n_frames, height, width, budget, merge_thres):
     """Segment one synthetic video; return the peak RSS (MiB) and the final bank sizes."""
     import numpy as np
     import torch
-    sys.path.insert(0, REPO)
     from model.inference.options import BankOptions
     from model.inference.propagation import FrameItem, Propagation
     from model.network.afburr import AFBURR
@@ -55,7 +54,7 @@ def measure(n_frames, height, width, budget, merge_thres):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--lengths', type=int, nargs='+', default=[300, 1500])
+    parser.add_argument('--lengths', type=int, nargs='+', default=[300, 3000])
     parser.add_argument('--size', type=int, nargs=2, default=[48, 80], metavar=('H', 'W'))
     parser.add_argument('--budget', type=int, default=600)
     parser.add_argument('--merge-thres', type=float, default=1.0)
@@ -66,9 +65,10 @@ def main():
         return
     results = []
     for n_frames in args.lengths:
-        out = subprocess.run([sys.executable, __file__, '--child', str(n_frames), '--size', *map(str, args.size),
-                              '--budget', str(args.budget), '--merge-thres', str(args.merge_thres)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, '-m', 'benchmarks.long_video_memory', '--child', str(n_frames),
+                              '--size', *map(str, args.size), '--budget', str(args.budget),
+                              '--merge-thres', str(args.merge_thres)],
+                             cwd=REPO, capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(results[-1], flush=True)
     base = results[0]['peak_rss_mib']

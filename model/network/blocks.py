@@ -26,11 +26,9 @@ class ResBlock(nn.Module):
         return x + residual
 
 
-def per_object(shared, per_object_features):
-    """Add frame features (bs, C, h, w) to every object's features (bs * obj_n, C, h, w)."""
-    bs = shared.shape[0]
-    objects = per_object_features.unflatten(0, (bs, -1))
-    return (objects + shared.unsqueeze(1)).flatten(0, 1)
+def add_to_each_object(shared, objects):
+    """Add a frame's features (bs, C, h, w) to each of its objects' features (bs * obj_n, C, h, w)."""
+    return (objects.unflatten(0, (shared.shape[0], -1)) + shared.unsqueeze(1)).flatten(0, 1)
 
 
 class Refine(nn.Module):
@@ -52,4 +50,4 @@ class Refine(nn.Module):
     def forward(self, skip, coarse):
         """skip (bs, C, 2h, 2w) from `skip`; coarse (bs * obj_n, C, h, w)."""
         upsampled = F.interpolate(coarse, scale_factor=2, mode='bilinear', align_corners=False)
-        return self.ResMM(per_object(skip, upsampled))
+        return self.ResMM(add_to_each_object(skip, upsampled))
