@@ -46,7 +46,7 @@ def main():
                     results[name].append(result)
                     print(f'  repeat {repeat + 1}: {name}: {result["fps"]:.3f} fps', flush=True)
         finally:
-            if args.glibc_defaults:
+            if args.glibc_defaults and not os.path.isdir(args.glibc_defaults):
                 subprocess.run(['git', '-C', REPO, 'worktree', 'remove', '--force', configs['glibc defaults'][0]],
                                capture_output=True)
     print(f'\n{args.size[0]}x{args.size[1]}, {args.objects} objects, {args.frames} frames, {args.repeats} repeats '

@@ -159,6 +159,9 @@ def precisions_for(device_name, asked):
 
 
 def worktree_at(ref, folder):
+    """A checkout of `ref`: the folder itself when `ref` is one (a copy of another version), else a git worktree."""
+    if os.path.isdir(ref):
+        return os.path.abspath(ref)
     path = os.path.join(folder, 'baseline')
     subprocess.run(['git', '-C', REPO, 'worktree', 'add', '--detach', '--force', path, ref],
                    check=True, capture_output=True)
@@ -179,7 +182,8 @@ def main():
     parser.add_argument('--frames', type=int, default=6, help='video length; the first two are not timed (default 6)')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s default)')
-    parser.add_argument('--baseline', metavar='GIT_REF', help='also measure this commit, interleaved with ours')
+    parser.add_argument('--baseline', metavar='GIT_REF',
+                        help='also measure this commit (or a folder holding another version), interleaved with ours')
     parser.add_argument('--end-to-end', action='store_true', help='also time eval.py --video (fp32)')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,7 +201,7 @@ def main():
         try:
             measure_all(args, folder, trees, precisions)
         finally:
-            if args.baseline:
+            if args.baseline and not os.path.isdir(args.baseline):
                 subprocess.run(['git', '-C', REPO, 'worktree', 'remove', '--force', trees['baseline']],
                                capture_output=True)
 
