@@ -59,8 +59,9 @@ def parse_args(argv=None):
     added.add_argument('--sequences', help='comma-separated subset of the videos to run')
     added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them)')
     added.add_argument('--precision', choices=PRECISIONS, default='fp32',
-                       help='arithmetic of the network: fp32 (default, the released numerics), bf16 (CUDA, or a CPU '
-                            'with bfloat16 instructions) or fp16 (CUDA): faster, results differ slightly')
+                       help='arithmetic of the network: fp32 (default, the released numerics; no TF32 on CUDA), '
+                            'tf32 (CUDA), bf16 (CUDA, or a CPU with bfloat16 instructions) or fp16 (CUDA): faster, '
+                            'results differ slightly')
     added.add_argument('--workers', type=checked(int, at_least(0)), default=2,
                        help='frame-decoding worker processes per video (default 2)')
     added.add_argument('--score', action='store_true', help='score the results against the annotations (DAVIS protocol)')

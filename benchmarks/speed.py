@@ -154,7 +154,7 @@ def precisions_for(device_name, asked):
     if asked:
         return asked
     if device_name.startswith('cuda'):
-        return ['fp32', 'fp16'] + (['bf16'] if torch.cuda.is_bf16_supported() else [])
+        return ['fp32', 'tf32', 'fp16'] + (['bf16'] if torch.cuda.is_bf16_supported() else [])
     return ['fp32', 'bf16'] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ['fp32']
 
 
@@ -177,7 +177,7 @@ def main():
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default cpu)')
     parser.add_argument('--size', type=int, nargs=2, default=[480, 854], metavar=('H', 'W'))
     parser.add_argument('--objects', type=int, nargs='+', default=[1, 2, 4])
-    parser.add_argument('--precisions', nargs='+', choices=['fp32', 'bf16', 'fp16'],
+    parser.add_argument('--precisions', nargs='+', choices=['fp32', 'tf32', 'bf16', 'fp16'],
                         help='default: every precision the device runs fast')
     parser.add_argument('--frames', type=int, default=6, help='video length; the first two are not timed (default 6)')
     parser.add_argument('--repeats', type=int, default=3)

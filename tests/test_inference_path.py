@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from model.network.decoder import box_max, box_mean
 from model.inference.feature_bank import FeatureBank
 from model.network.afburr import AFBURR
+from model.inference.precision import network_precision
 from model.inference.propagation import FrameItem, Propagation
 from model.training.loss import freeze_batchnorm
 from utils.errors import UserError
@@ -163,7 +164,8 @@ def test_bfloat16_is_opt_in_and_keeps_float32_outputs():
     assert max((a - b).abs().max().item() for a, b in zip(reference, reduced)) < 0.1
 
 
-@pytest.mark.parametrize('precision, message', [('fp16', 'needs a CUDA device'), ('half', 'choose one of')])
+@pytest.mark.parametrize('precision, message', [('fp16', 'needs a CUDA device'), ('tf32', 'needs a CUDA device'),
+                                                ('half', 'choose one of')])
 def test_unsupported_precisions_are_refused(precision, message):
     with pytest.raises(UserError, match=message):
         Propagation(random_model(), precision=precision)
@@ -188,3 +190,20 @@ print(applied, faults() - before)
     out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True)
     applied, faults = out.stdout.split()
     assert applied == 'True' and int(faults) < 16384
+
+
+def test_float32_on_cuda_is_the_released_arithmetic_unless_tf32_is_asked_for():
+    # cuDNN allows TF32 by default; the flags are global and can be set without a GPU.
+    cuda = torch.device('cuda')
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with network_precision('fp32', cuda):
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        with network_precision('tf32', cuda):
+            assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

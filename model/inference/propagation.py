@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from model.inference.feature_bank import FeatureBank
 from model.inference.options import DEFAULT_BANK_OPTIONS
-from model.inference.precision import autocast, check_precision
+from model.inference.precision import check_precision, network_precision
 
 # Scores forced onto objects that have not started yet, and onto given masks.
 FORCED_SCORE = 1000.0
@@ -124,12 +124,12 @@ class Propagation:
             channel[region] = FORCED_SCORE
 
     def _segment(self, frame):
-        with autocast(self.precision, self.device):
+        with network_precision(self.precision, self.device):
             scores = self.model.segment(frame, self.bank)[0][0]
         return scores.to(self.dtype)
 
     def _memorize(self, frame, probabilities):
-        with autocast(self.precision, self.device):
+        with network_precision(self.precision, self.device):
             keys, values = self.model.memorize(frame, probabilities.unsqueeze(0))
         return keys.to(self.dtype), values.to(self.dtype)
 

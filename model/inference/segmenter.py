@@ -109,8 +109,8 @@ class Session:
 class Segmenter:
     """A model in eval mode with the feature bank's options and the network's precision; makes Sessions.
 
-    precision: 'fp32' (default, the released numerics), 'bf16' (CUDA, or a CPU with bfloat16
-    instructions) or 'fp16' (CUDA): faster, with slightly different results.
+    precision: 'fp32' (default, the released numerics; no TF32 on CUDA), 'tf32' (CUDA), 'bf16'
+    (CUDA, or a CPU with bfloat16 instructions) or 'fp16' (CUDA): faster, with slightly different results.
     """
 
     def __init__(self, model, options=DEFAULT_BANK_OPTIONS, precision='fp32'):

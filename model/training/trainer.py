@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from model.inference.precision import released_float32
 from model.network.afburr import AFBURR
 from model.network.loading import load_imagenet_weights
 from model.training.loss import clip_loss, freeze_batchnorm
@@ -59,11 +60,16 @@ class ClipLossModule(nn.Module):
 
 
 def train_step(loss_module, optimizer, scaler, frames, masks, amp=False):
-    """One optimisation step on one clip (frames (clip_n, 3, S, S), masks (clip_n, obj_n, S, S)); its ClipLoss."""
-    with torch.autocast(frames.device.type, enabled=amp):
-        result = loss_module(frames, masks)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(result.loss).backward()
+    """One optimisation step on one clip (frames (clip_n, 3, S, S), masks (clip_n, obj_n, S, S)); its ClipLoss.
+
+    Without amp, the forward and backward passes are the released float32 (no TF32 on CUDA).
+    """
+    device = frames.device
+    with contextlib.nullcontext() if amp else released_float32(device):
+        with torch.autocast(device.type, enabled=amp):
+            result = loss_module(frames, masks)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(result.loss).backward()
     scaler.step(optimizer)
     scaler.update()
     return result
