@@ -23,12 +23,16 @@ class ResBlock(nn.Module):
         residual = self.conv2(F.relu(self.conv1(F.relu(x)), inplace=True))
         if self.downsample is not None:
             x = self.downsample(x)
-        return x + residual
+        return residual.add_(x)  # in place: a fresh tensor, so no allocation (same sum)
 
 
-def add_to_each_object(shared, objects):
-    """Add a frame's features (bs, C, h, w) to each of its objects' features (bs * obj_n, C, h, w)."""
-    return (objects.unflatten(0, (shared.shape[0], -1)) + shared.unsqueeze(1)).flatten(0, 1)
+def add_to_each_object_(shared, objects):
+    """Add a frame's features (bs, C, h, w) to each of its objects' features (bs * obj_n, C, h, w), in place.
+
+    Callers pass `objects` fresh from a layer: adding in place saves allocating (and, at 1/4 size,
+    faulting in) a tensor as large as all objects' features together, every frame.
+    """
+    return objects.unflatten(0, (shared.shape[0], -1)).add_(shared.unsqueeze(1)).flatten(0, 1)
 
 
 class Refine(nn.Module):
@@ -50,4 +54,4 @@ class Refine(nn.Module):
     def forward(self, skip, coarse):
         """skip (bs, C, 2h, 2w) from `skip`; coarse (bs * obj_n, C, h, w)."""
         upsampled = F.interpolate(coarse, scale_factor=2, mode='bilinear', align_corners=False)
-        return self.ResMM(add_to_each_object(skip, upsampled))
+        return self.ResMM(add_to_each_object_(skip, upsampled))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.network.blocks import Refine, ResBlock, add_to_each_object
+from model.network.blocks import Refine, ResBlock, add_to_each_object_
 
 GLOBAL_CHANNELS = 256
 LOCAL_CHANNELS = 32
@@ -40,7 +40,7 @@ def split_conv_of_concat(conv, objects, shared, shared_first):
     first, second = conv.weight[:, :split], conv.weight[:, split:]
     shared_weight, object_weight = (first, second) if shared_first else (second, first)
     shared_part = F.conv2d(shared, shared_weight, conv.bias, conv.stride, conv.padding)
-    return add_to_each_object(shared_part, F.conv2d(objects, object_weight, None, conv.stride, conv.padding))
+    return add_to_each_object_(shared_part, F.conv2d(objects, object_weight, None, conv.stride, conv.padding))
 
 
 def window_mean(x):
