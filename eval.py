@@ -20,11 +20,10 @@ from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_opti
 from model.inference.precision import PRECISIONS, check_precision
 from model.inference.video_runner import OutputFolders, is_done, segment_video
 from model.network.loading import load_model
-from utils.cli import OneLineParser, at_least, checked, sigterm_interrupts
+from utils.cli import OneLineParser, at_least, checked, run_command
 from utils.device import device_name, process_device
 from utils.distributed import process_group
 from utils.download import resolve_checkpoint
-from utils.errors import UserError
 from utils.files import make_writable_folder
 from utils.names import path_inside
 
@@ -162,34 +161,29 @@ def run_video(args, source, model):
     print(f'masks in {folders.masks}' + (f', overlay video {folders.overlay_video}' if folders.overlays else ''))
 
 
+def evaluate(args):
+    with process_group() as process:
+        if args.score_only:
+            score(args, select_sequences(args), args.results, process)
+            return
+        # Every input, then the output folders, are checked before the model loads.
+        source = open_video(args.video, args.mask) if args.video else select_sequences(args)
+        check_output_roots(args)
+        device = process_device(device_name(args.device, args.gpu), process, '--device' if args.device else '--gpu')
+        check_precision(args.precision, device)
+        model = load_model(resolve_checkpoint(args.resume), device)
+        start = time.perf_counter()
+        if args.video:
+            run_video(args, source, model)
+        else:
+            run_dataset(args, source, model, process)
+        if process.is_main:
+            print(f'done in {time.perf_counter() - start:.1f} s')
+
+
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        with sigterm_interrupts(), process_group() as process:
-            if args.score_only:
-                score(args, select_sequences(args), args.results, process)
-                return 0
-            # Every input, then the output folders, are checked before the model loads.
-            source = open_video(args.video, args.mask) if args.video else select_sequences(args)
-            check_output_roots(args)
-            device = process_device(device_name(args.device, args.gpu), process, '--device' if args.device else '--gpu')
-            check_precision(args.precision, device)
-            model = load_model(resolve_checkpoint(args.resume), device)
-            start = time.perf_counter()
-            if args.video:
-                run_video(args, source, model)
-            else:
-                run_dataset(args, source, model, process)
-            if process.is_main:
-                print(f'done in {time.perf_counter() - start:.1f} s')
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('interrupted: finished videos are kept; rerun the same command to continue', file=sys.stderr)
-        return 130
-    return 0
-
+    return run_command(lambda: evaluate(args), 'finished videos are kept; rerun the same command to continue')
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -16,10 +16,9 @@ from dataset.training import training_dataset
 from model.training.config import TrainingConfig, continued_config
 from model.training.trainer import train
 from utils.checkpoint import read_checkpoint
-from utils.cli import OneLineParser, sigterm_interrupts
+from utils.cli import OneLineParser, run_command
 from utils.device import device_name, select_device
 from utils.download import resolve_checkpoint
-from utils.errors import UserError
 from utils.files import make_writable_folder
 
 DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
@@ -94,23 +93,17 @@ def run_config(given):
     return config, checkpoint
 
 
+def run(given):
+    config, checkpoint = run_config(given)
+    dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
+                               clip_n=config.clip_n, obj_n=config.obj_n)
+    train(config, dataset, checkpoint)
+
+
 def main(argv=None):
     given = parse_args(argv)
-    try:
-        with sigterm_interrupts():
-            config, checkpoint = run_config(given)
-            dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
-                                       clip_n=config.clip_n, obj_n=config.obj_n)
-            train(config, dataset, checkpoint)
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('interrupted: with --log, the checkpoints of finished epochs are kept; continue the run with '
-              '--resume <run folder>/model/final.pth', file=sys.stderr)
-        return 130
-    return 0
-
+    return run_command(lambda: run(given), 'with --log, the checkpoints of finished epochs are kept; continue '
+                                           'the run with --resume <run folder>/model/final.pth')
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -10,8 +10,7 @@ import sys
 
 from dataset.layouts import PRETRAIN_SETS
 from dataset.unify import load_palette, unify
-from utils.cli import OneLineParser, at_least, checked, sigterm_interrupts
-from utils.errors import UserError
+from utils.cli import OneLineParser, at_least, checked, run_command
 
 
 def parse_args(argv=None):
@@ -27,22 +26,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        with sigterm_interrupts():
-            palette = load_palette(args.palette)
-            summary = unify(args.name, args.src, args.dst, palette=palette, workers=args.worker)
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('interrupted: converted images are kept; rerun the same command to continue', file=sys.stderr)
-        return 130
+def convert(args):
+    summary = unify(args.name, args.src, args.dst, palette=load_palette(args.palette), workers=args.worker)
     for line in summary.report():
         print(line)
-    return 0
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    return run_command(lambda: convert(args), 'converted images are kept; rerun the same command to continue')
 
 if __name__ == '__main__':
     sys.exit(main())

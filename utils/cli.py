@@ -1,10 +1,12 @@
-"""Command-line wiring shared by the scripts: errors in one line, flag values checked at parsing, and
-SIGTERM handled like Ctrl-C."""
+"""Command-line wiring shared by the scripts: errors in one line, flag values checked at parsing,
+SIGTERM handled like Ctrl-C, and the exit statuses."""
 import argparse
 import contextlib
 import os
 import signal
 import sys
+
+from utils.errors import UserError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -53,3 +55,17 @@ def sigterm_interrupts():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_command(body, kept):
+    """Run a script's body() under sigterm_interrupts and return its exit status: body()'s (0 when None);
+    2 after a UserError, printed as one 'error:' line; 130 after Ctrl-C or SIGTERM, saying what is `kept`."""
+    try:
+        with sigterm_interrupts():
+            return body() or 0
+    except UserError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f'interrupted: {kept}', file=sys.stderr)
+        return 130
