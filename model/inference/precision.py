@@ -50,8 +50,8 @@ def released_float32(device):
 
 
 def network_precision(precision, device):
-    """The context to run the network in at `precision` on `device`."""
-    check_precision(precision, device)
+    """The context to run the network in at `precision` on `device` (one check_precision accepted:
+    callers check once, not on every frame)."""
     if precision == 'fp32':
         return released_float32(device)
     if precision == 'tf32':

@@ -49,8 +49,8 @@ class Propagation:
     every id up to the video's largest, as released); a given mask's labels that are
     not among them get new channels when they start. `update_before`: only frames
     with a smaller index update the bank (the released long-video loop stops two
-    frames before the end); None: every frame but the last. `precision` ('fp32', 'bf16' or
-    'fp16', see model.inference.precision) is the network's arithmetic; the bank, scores and
+    frames before the end); None: every frame but the last. `precision` (one of
+    model.inference.precision.PRECISIONS) is the network's arithmetic; the bank, scores and
     probabilities keep the model's own dtype.
     """
 
