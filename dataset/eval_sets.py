@@ -14,7 +14,7 @@ from dataset.frame_stream import VideoFile, stream_frames
 from dataset.layouts import YOUTUBE_VALID_LAYOUT, chosen, davis_split, long_videos, require_dir, require_file
 from utils.errors import UserError
 from utils.images import list_images
-from utils.masks import object_labels_of, read_label_mask
+from utils.masks import read_label_mask, required_object_labels
 from utils.names import check_plain_name
 
 YOUTUBE_HEIGHT = 495
@@ -97,9 +97,7 @@ def _check_annotations(annotation_dir, frame_names, frames_dir):
 
 def check_first_mask(mask_path):
     """A first-frame mask must give at least one object."""
-    if not object_labels_of(read_label_mask(mask_path), mask_path):
-        raise UserError(f'{mask_path}: the first-frame mask has no object (only background 0 or void 255); '
-                        f'label each object with its own value 1, 2, ...')
+    required_object_labels(read_label_mask(mask_path), f'{mask_path}: the first-frame mask')
 
 
 def _first_mask_sequence(name, frames_dir, annotation_dir):

@@ -25,6 +25,15 @@ def object_labels_of(mask, source):
     return labels
 
 
+def required_object_labels(mask, source):
+    """object_labels_of a mask that must give at least one object (a first mask, a mask given to the API)."""
+    labels = object_labels_of(mask, source)
+    if not labels:
+        raise UserError(f'{source} has no object (only background 0 or void 255); '
+                        f'label each object with its own value 1, 2, ...')
+    return labels
+
+
 def read_label_mask(path):
     """Read a label mask as a uint8 (H, W) array of label ids.
 

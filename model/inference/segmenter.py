@@ -25,7 +25,7 @@ from utils.device import select_device
 from utils.download import resolve_checkpoint
 from utils.errors import UserError
 from utils.images import rgb_to_tensor
-from utils.masks import object_labels_of
+from utils.masks import required_object_labels
 
 
 def frame_tensor(frame):
@@ -94,10 +94,7 @@ class Session:
         given, given_labels = None, ()
         if mask is not None:
             given = label_mask(mask, frame.shape[-2:])
-            given_labels = tuple(object_labels_of(given, f'the mask of frame {self._index}'))
-            if not given_labels:
-                raise UserError(f'the mask of frame {self._index} has no object (only background 0 or void 255); '
-                                f'label each object with its own value 1, 2, ...')
+            given_labels = tuple(required_object_labels(given, f'the mask of frame {self._index}'))
         output = self._loop.step(FrameItem(self._index, frame, given, given_labels))
         self._index += 1
         if output is None:
