@@ -130,8 +130,8 @@ def _frame_size(path, source):
     try:
         with Image.open(path) as image:
             return image.height, image.width
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise UserError(f'{source}: {os.path.basename(path)} is not a readable image ({error})') from None
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise UserError(f'{source}: {os.path.basename(path)} is not a readable image') from None
 
 
 def _open_zip(path, folder, name, max_extract_bytes):
