@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from model.inference.propagation import FrameItem
 from utils.errors import UserError
-from utils.images import rgb_to_tensor
+from utils.images import read_rgb, rgb_to_tensor
 from utils.masks import object_labels_of, read_label_mask
 
 
@@ -36,16 +36,6 @@ def resized_size(height, width, resize_height):
     if resize_height is None or height < resize_height:
         return height, width
     return resize_height, int(width / height * resize_height)
-
-
-def _read_frame(path):
-    try:
-        with Image.open(path) as image:
-            return image.convert('RGB')
-    except FileNotFoundError:
-        raise UserError(f'{path}: frame image not found') from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise UserError(f'{path}: cannot read frame image ({error})') from None
 
 
 def read_given_mask(mask_path, frame_path, frame_size, objects=None):
@@ -65,7 +55,7 @@ def read_given_mask(mask_path, frame_path, frame_size, objects=None):
 def load_frame_item(sequence, index):
     """Decode frame `index` of `sequence` (and its given mask) into a FrameItem; UserError for bad files."""
     path = sequence.frame_paths[index]
-    image = _read_frame(path)
+    image = read_rgb(path)
     width, height = image.size
     given, given_labels = None, ()
     if index in sequence.given_masks:
