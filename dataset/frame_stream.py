@@ -8,7 +8,8 @@
 whose worker processes decode frames ahead of the consumer; `stream_video_file`
 reads a video file with cv2 in a background thread. Both yield `FrameItem`s
 (model.inference.propagation).
-A bad file raises a one-line `UserError` naming it in the calling process.
+A bad file, or a frame whose size differs from the first frame's, raises a one-line `UserError` naming it in
+the calling process.
 """
 import os
 import queue
@@ -89,6 +90,27 @@ def _keep(item):
     return item
 
 
+class _OneFrameSize:
+    """Refuses the first frame whose size (before any resize) differs from the video's first frame's: the bank
+    holds features of one size, and masks and overlays of mixed sizes would be written. `where(index)` names a
+    frame."""
+
+    def __init__(self, where):
+        self.where = where
+        self.first = None
+
+    def check(self, item):
+        size = item.original_size or tuple(item.frame.shape[-2:])
+        if self.first is None:
+            self.first = item.index, size
+        elif size != self.first[1]:
+            (first_index, (height, width)) = self.first
+            raise UserError(f'{self.where(item.index)}: frame is {size[1]}x{size[0]} but {self.where(first_index)} '
+                            f'is {width}x{height}; every frame of a video must have one size (resize the frames, '
+                            f'or split the video where the size changes)')
+        return item
+
+
 def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
     """Yield a FrameItem for frames start..stop-1 of `sequence`, in order.
 
@@ -105,11 +127,12 @@ def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
         options['prefetch_factor'] = max(1, prefetch)
     loader = DataLoader(dataset, **options)
     iterator = iter(loader)
+    one_size = _OneFrameSize(lambda index: sequence.frame_paths[index])
     try:
         for item in iterator:
             if isinstance(item, _Failure):
                 raise UserError(item.message)
-            yield item
+            yield one_size.check(item)
     finally:
         shutdown = getattr(iterator, '_shutdown_workers', None)
         if shutdown is not None:
@@ -240,6 +263,7 @@ def _video_items(path, given_mask_path, prefetch):
 
     thread = threading.Thread(target=decode, name=f'decode {os.path.basename(path)}', daemon=True)
     thread.start()
+    one_size = _OneFrameSize(lambda index: f'{path}, frame {index}')
     try:
         while True:
             item = frames.get()
@@ -247,7 +271,7 @@ def _video_items(path, given_mask_path, prefetch):
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield one_size.check(item)
     finally:
         stopping.set()
         thread.join(timeout=5)
