@@ -15,6 +15,7 @@ from functools import partial
 
 from dataset import scoring
 from dataset.eval_sets import open_video
+from dataset.layouts import dataset_input_folders
 from dataset.levels import LEVELS, VIDEO_MODEL_NAME
 from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
 from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
@@ -27,7 +28,7 @@ from utils.device import process_device
 from utils.distributed import process_group
 from utils.download import resolve_checkpoint
 from utils.files import make_writable_folder
-from utils.names import path_inside
+from utils.names import path_inside, plain_name_problem, refuse_inside
 
 
 def _bank_flag(name, convert):
@@ -45,7 +46,8 @@ def parse_args(argv=None):
     released.add_argument('--viz', action='store_true', help='also write overlays and an overlay MP4 per video')
     released.add_argument('--dataset', help='dataset root folder')
     add_resume_flag(released, 'checkpoint')
-    released.add_argument('--prefix', help='appended to the output folder name as _PREFIX')
+    released.add_argument('--prefix', type=checked(str, plain_name_problem),
+                          help='appended to the output folder name as _PREFIX (one plain name)')
     released.add_argument('--update-rate', type=_bank_flag('update_rate', float),
                           help='merge update rate, in (0, 1] (default: the level\'s, 0.1 for level 1 and --video, '
                                '0.05 for levels 2 and 3 as in the paper)')
@@ -77,6 +79,8 @@ def parse_args(argv=None):
         parser.error('--dataset is required with --level')
     if not args.score_only and not args.resume:
         parser.error(f'--resume is required ({CHECKPOINT_CHOICES})')
+    if args.sequences is not None and not selected_names(args.sequences):
+        parser.error(f'--sequences {args.sequences!r}: names no video; give comma-separated video names')
     if args.score_only and not args.results:
         parser.error('--score-only needs --results, the folder to score')
     return args
@@ -106,16 +110,31 @@ def output_folders(args, video_name):
     return OutputFolders(path_inside(results_root(args), video_name), overlays)
 
 
+def input_folders(args):
+    """The folders eval.py reads and must never write in: the dataset's frames and annotations, or the
+    --video frame folder."""
+    if args.video:
+        return [args.video] if os.path.isdir(args.video) else []
+    return dataset_input_folders(args.dataset)
+
+
 def check_output_roots(args):
-    """Create the results folder (and with --viz the overlay folder) and prove them writable."""
-    make_writable_folder(results_root(args))
-    if args.viz:
-        make_writable_folder(overlay_root(args))
+    """Refuse results inside the inputs; create the results folder (and with --viz the overlay folder)
+    and prove them writable."""
+    roots = [results_root(args)] + ([overlay_root(args)] if args.viz else [])
+    for root in roots:
+        refuse_inside(root, input_folders(args), 'choose an --output outside the dataset')
+    for root in roots:
+        make_writable_folder(root)
+
+
+def selected_names(sequences):
+    return [name for name in sequences.split(',') if name]
 
 
 def select_sequences(args):
     """The level's videos, only those of --sequences when given (the others are not read)."""
-    wanted = [name for name in args.sequences.split(',') if name] if args.sequences else None
+    wanted = selected_names(args.sequences) if args.sequences is not None else None
     return LEVELS[args.level].read_sequences(args.dataset, wanted)
 
 
