@@ -12,14 +12,16 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from dataset.training import training_dataset
-from model.training.config import TrainingConfig, continued_config
-from model.training.trainer import train
-from utils.checkpoint import read_checkpoint
-from utils.cli import OneLineParser, run_command
-from utils.device import device_name, select_device
-from utils.download import resolve_checkpoint
-from utils.files import make_writable_folder
+from utils.cli import OneLineParser, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset.training import training_dataset
+    from model.training.config import TrainingConfig, continued_config
+    from model.training.trainer import train
+    from utils.checkpoint import read_checkpoint
+    from utils.device import device_name, select_device
+    from utils.download import resolve_checkpoint
+    from utils.files import make_writable_folder
 
 DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
 

@@ -8,9 +8,11 @@ Existing outputs are kept, so an interrupted run can simply be started again.
 import os
 import sys
 
-from dataset.layouts import PRETRAIN_SETS
-from dataset.unify import load_palette, unify
-from utils.cli import OneLineParser, at_least, checked, run_command
+from utils.cli import OneLineParser, at_least, checked, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset.layouts import PRETRAIN_SETS
+    from dataset.unify import load_palette, unify
 
 
 def parse_args(argv=None):
