@@ -104,8 +104,8 @@ def run(given):
 
 def main(argv=None):
     given = parse_args(argv)
-    return run_command(lambda: run(given), 'with --log, the checkpoints of finished epochs are kept; continue '
-                                           'the run with --resume <run folder>/model/final.pth')
+    # An interrupted Trainer says which checkpoints are kept; before it runs, none of this run's are written.
+    return run_command(lambda: run(given), 'training had not started; run the same command again')
 
 if __name__ == '__main__':
     sys.exit(main())
