@@ -13,22 +13,24 @@ import sys
 import time
 from functools import partial
 
-from dataset import scoring
-from dataset.eval_sets import open_video
-from dataset.layouts import dataset_input_folders
-from dataset.levels import LEVELS, VIDEO_MODEL_NAME
-from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
-from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
-from model.inference.video_runner import OutputFolders, is_done, segment_video
-from model.network.loading import load_model
-from utils.cli import OneLineParser, checked, run_command
-from utils.common_flags import (CHECKPOINT_CHOICES, add_device_flags, add_resume_flag, add_workers_flag,
-                                chosen_device)
-from utils.device import process_device
-from utils.distributed import process_group
-from utils.download import resolve_checkpoint
-from utils.files import make_writable_folder
-from utils.names import path_inside, plain_name_problem, refuse_inside
+from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset import scoring
+    from dataset.eval_sets import open_video
+    from dataset.layouts import dataset_input_folders
+    from dataset.levels import LEVELS, VIDEO_MODEL_NAME
+    from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
+    from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
+    from model.inference.video_runner import OutputFolders, is_done, segment_video
+    from model.network.loading import load_model
+    from utils.common_flags import (CHECKPOINT_CHOICES, add_device_flags, add_resume_flag, add_workers_flag,
+                                    chosen_device)
+    from utils.device import process_device
+    from utils.distributed import process_group
+    from utils.download import resolve_checkpoint
+    from utils.files import make_writable_folder
+    from utils.names import path_inside, plain_name_problem, refuse_inside
 
 
 def _bank_flag(name, convert):

@@ -23,13 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from model.inference.propagation import FrameItem
 from utils.errors import UserError
 from utils.images import read_rgb, rgb_to_tensor
+from utils.loader_errors import UserErrorsAsData, raise_load_failures
 from utils.masks import object_labels_of, read_label_mask
-
-
-@dataclass
-class _Failure:
-    """A worker's UserError, sent back as data so the message reaches the caller unwrapped."""
-    message: str
 
 
 def resized_size(height, width, resize_height):
@@ -80,10 +75,7 @@ class _FrameDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i):
-        try:
-            return load_frame_item(self.sequence, self.indices[i])
-        except UserError as error:
-            return _Failure(str(error))
+        return load_frame_item(self.sequence, self.indices[i])
 
 
 def _keep(item):
@@ -125,13 +117,11 @@ def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
     options = dict(batch_size=None, collate_fn=_keep, num_workers=workers, persistent_workers=False)
     if workers > 0:
         options['prefetch_factor'] = max(1, prefetch)
-    loader = DataLoader(dataset, **options)
+    loader = DataLoader(UserErrorsAsData(dataset), **options)
     iterator = iter(loader)
     one_size = _OneFrameSize(lambda index: sequence.frame_paths[index])
     try:
-        for item in iterator:
-            if isinstance(item, _Failure):
-                raise UserError(item.message)
+        for item in raise_load_failures(iterator):
             yield one_size.check(item)
     finally:
         shutdown = getattr(iterator, '_shutdown_workers', None)
