@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions
-from model.inference.precision import check_precision
+from model.inference.precision import DEFAULT_PRECISION, check_precision
 from model.inference.propagation import FrameItem, Propagation
 from model.network.loading import load_model
 from utils.device import select_device
@@ -110,7 +110,7 @@ class Segmenter:
     (CUDA, or a CPU with bfloat16 instructions) or 'fp16' (CUDA): faster, with slightly different results.
     """
 
-    def __init__(self, model, options=DEFAULT_BANK_OPTIONS, precision='fp32'):
+    def __init__(self, model, options=DEFAULT_BANK_OPTIONS, precision=DEFAULT_PRECISION):
         self.model = model.eval()
         self.options = options
         self.precision = precision
@@ -119,7 +119,7 @@ class Segmenter:
     @classmethod
     def from_pretrained(cls, checkpoint, device='auto', budget=DEFAULT_BANK_OPTIONS.budget,
                         update_rate=DEFAULT_BANK_OPTIONS.update_rate, merge_thres=DEFAULT_BANK_OPTIONS.merge_thres,
-                        precision='fp32'):
+                        precision=DEFAULT_PRECISION):
         """Resolve (a path, an http(s) URL, or 'pretrain' / 'davis17' / 'youtube18'), download once, and load."""
         options = BankOptions(budget, update_rate, merge_thres)
         device = select_device(device, 'device', cpu_choice="device='cpu'")
