@@ -10,27 +10,28 @@ import argparse
 import os
 import sys
 
-from model.inference.options import DEFAULT_BANK_OPTIONS
-from model.inference.precision import PRECISIONS, check_precision
-from model.network.loading import load_model
-from utils.cli import OneLineParser, checked, run_command
-from utils.device import select_device
-from utils.download import resolve_checkpoint
-from utils.errors import UserError
-from webapp.propagation_job import Propagator
-from webapp.server import AppServer
-from webapp.workspace import Workspace
+from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from model.inference.options import DEFAULT_BANK_OPTIONS
+    from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
+    from model.network.loading import load_model
+    from utils.common_flags import CHECKPOINT_CHOICES, add_device_flags, chosen_device
+    from utils.device import select_device
+    from utils.download import resolve_checkpoint
+    from utils.errors import UserError
+    from webapp.propagation_job import Propagator
+    from webapp.server import AppServer
+    from webapp.workspace import Workspace
 
 LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')
 
 
 def parse_args(argv=None):
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--resume', default='davis17',
-                        help='checkpoint: a path, a URL, or pretrain / davis17 / youtube18 (default davis17)')
-    parser.add_argument('--device', default='auto', help='auto (default: CUDA if present), cpu, cuda or cuda:N')
-    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
-                        help='arithmetic of the network, as for eval.py (default fp32, the released numerics)')
+    parser.add_argument('--resume', default='davis17', help=f'checkpoint: {CHECKPOINT_CHOICES} (default davis17)')
+    add_device_flags(parser)
+    parser.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_HELP)
     parser.add_argument('--port', type=checked(int, lambda port: None if 0 <= port < 65536 else 'must be 0..65535'),
                         default=7860, help='port to serve on (default 7860; 0: any free port)')
     parser.add_argument('--host', default='127.0.0.1',
@@ -50,7 +51,7 @@ def serve(args):
     try:
         if args.video:
             workspace.open_file(args.video, os.path.splitext(os.path.basename(args.video))[0])
-        device = select_device(args.device, '--device', cpu_choice='--device cpu')
+        device = select_device(*chosen_device(args.device, args.gpu))
         check_precision(args.precision, device)
         model = load_model(resolve_checkpoint(args.resume), device)
         propagator = Propagator(model, DEFAULT_BANK_OPTIONS, args.precision)

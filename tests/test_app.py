@@ -206,7 +206,7 @@ def test_bad_uploads_get_a_message_and_the_app_keeps_its_clip(tmp_path, model):
             'bomb.zip': (_zip({f'{t:05d}.png': b'\0' * 400_000 for t in range(3)}), 'once unpacked'),
             'sizes.zip': (_zip({'00000.png': _png(frames[0]), '00001.png': _png(frames[0][:32])}),
                           '00001.png is not 96x64'),
-            'broken.zip': (_zip({'00000.png': b'not a png'}), 'not a readable image'),
+            'broken.zip': (_zip({'00000.png': b'not a png'}), '00000.png: cannot read frame image'),
         }
         for name, (payload, expected) in bad.items():
             status, answer = app.json('POST', f'/api/upload?name={name}', payload)

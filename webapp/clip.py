@@ -17,7 +17,7 @@ from dataset.eval_sets import FOLDER_FPS, Sequence, list_frames
 from dataset.frame_stream import read_video_frames, stream_frames, stream_video_frames, video_fps
 from utils.errors import UserError
 from utils.files import atomic_path
-from utils.images import IMAGE_EXTENSIONS
+from utils.images import IMAGE_EXTENSIONS, opened_image, read_rgb
 from utils.names import check_plain_name, path_inside
 
 PREVIEW_QUALITY = 90
@@ -45,8 +45,7 @@ class Clip:
 
     def frame_rgb(self, t):
         """uint8 (H, W, 3) of frame t as the page shows it (a video frame's preview is a JPEG)."""
-        with Image.open(self.preview_paths[t]) as image:
-            return np.array(image.convert('RGB'))
+        return np.array(read_rgb(self.preview_paths[t]))
 
     def items(self, start, workers=2):
         """FrameItems (no given masks) from frame `start` on, decoded as eval.py decodes them."""
@@ -126,12 +125,9 @@ def _too_large(source, max_bytes):
                      f'shorter clip or start the app with a larger --max-upload-mb')
 
 
-def _frame_size(path, source):
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise UserError(f'{source}: {os.path.basename(path)} is not a readable image') from None
+def _frame_size(path):
+    with opened_image(path, 'frame image') as image:
+        return image.height, image.width
 
 
 def _open_zip(path, folder, name, max_extract_bytes):
@@ -144,9 +140,9 @@ def _open_zip(path, folder, name, max_extract_bytes):
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as error:
         raise UserError(f'{name}: cannot read the zip ({error})') from None
     paths, stems = list_frames(folder, 'zip')
-    size = _frame_size(paths[0], name)
+    size = _frame_size(paths[0])
     for frame in paths[1:]:
-        if _frame_size(frame, name) != size:
+        if _frame_size(frame) != size:
             raise UserError(f'{name}: {os.path.basename(frame)} is not {size[1]}x{size[0]} as the first frame; '
                             f'a clip keeps one frame size')
     return Clip(name=name, frame_names=stems, fps=FOLDER_FPS, size=size, preview_paths=paths, frame_paths=paths)

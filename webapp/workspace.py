@@ -68,10 +68,7 @@ class Workspace:
                                         f'send it again')
                     out.write(chunk)
                     left -= len(chunk)
-            try:
-                clip = self._open(path, folder, name)
-            except UserError as error:  # name the file the user sent, not its copy here
-                raise UserError(str(error).replace(path, os.path.basename(filename or name))) from None
+            clip = self._open(path, folder, name, shown=os.path.basename(filename or name))
             if clip.video is None:
                 os.remove(path)  # a zip's frames are extracted
             return clip
@@ -81,8 +78,12 @@ class Workspace:
         """Open a video file or a zip of frames on disk as the clip."""
         return self._replace_clip(lambda folder: self._open(path, folder, name))
 
-    def _open(self, path, folder, name):
-        return open_clip(path, self._new_folder(folder, 'frames'), name, UNPACK_FACTOR * self.max_upload_bytes)
+    def _open(self, path, folder, name, shown=None):
+        frames = self._new_folder(folder, 'frames')
+        try:
+            return open_clip(path, frames, name, UNPACK_FACTOR * self.max_upload_bytes)
+        except UserError as error:  # name the file the user gave (`shown`) and a zip's entries, not copies here
+            raise UserError(str(error).replace(path, shown or path).replace(frames + os.sep, '')) from None
 
     def _replace_clip(self, make):
         """The clip that make(new folder) returns replaces the open one; when it fails the open one stays."""
