@@ -4,6 +4,7 @@ eval.py's and train.py's flags, the Python API and the bank itself all read them
 from here; eval.py's level table (dataset/levels.py) holds the per-level values.
 """
 import math
+import numbers
 from dataclasses import dataclass, fields
 
 from utils.errors import UserError
@@ -32,6 +33,8 @@ _CHECKS = {'budget': _check_budget, 'update_rate': _check_update_rate, 'merge_th
 
 def bank_option_problem(name, value):
     """Why `value` cannot be the bank option `name` ('budget', 'update_rate', 'merge_thres'), or None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # the API takes any object
+        return f'must be a number, not {type(value).__name__}'
     if isinstance(value, float) and math.isnan(value):
         return 'must be a number, not NaN'
     return _CHECKS[name](value)

@@ -14,6 +14,8 @@ with the video's length beyond the feature bank's budget. A mask can be given at
 any frame: its objects start there, and the bank restarts from that frame (as the
 released YouTube-VOS loop does when objects appear).
 """
+import numbers
+
 import numpy as np
 import torch
 
@@ -36,7 +38,10 @@ def frame_tensor(frame):
         if not frame.is_floating_point():
             raise UserError(f'a frame tensor must be float in [0, 1], got {frame.dtype}; divide by 255, '
                             f'or pass the (H, W, 3) uint8 array')
-        low, high = torch.aminmax(frame)
+        low, high = torch.aminmax(frame)  # NaN in the frame makes both NaN
+        if not (torch.isfinite(low) and torch.isfinite(high)):
+            raise UserError(f'a frame tensor holds NaN or infinite values ({low.item():g}..{high.item():g}); '
+                            f'give finite values in [0, 1]')
         if low < 0 or high > 1:
             raise UserError(f'a frame tensor must hold values in [0, 1], got {low.item():g}..{high.item():g}; '
                             f'divide 0..255 values by 255')
@@ -73,6 +78,25 @@ def label_mask(mask, frame_size):
     return mask.astype(np.uint8)
 
 
+def frame_indexed(masks):
+    """{frame index: mask} with int keys; a key that cannot be a frame's index (a string, -1, a float) is refused."""
+    indexed = {}
+    for key, mask in masks.items():
+        if isinstance(key, bool) or not isinstance(key, numbers.Integral) or key < 0:
+            raise UserError(f'masks: the key {key!r} is not a frame index; the keys are the indices 0, 1, ... '
+                            f'of the frames the masks belong to')
+        indexed[int(key)] = mask
+    return indexed
+
+
+def check_masks_within(masks, frame_count):
+    """Refuse masks whose frame index is past the last of `frame_count` frames (they would be silently unused)."""
+    beyond = sorted(index for index in masks if index >= frame_count)
+    if beyond:
+        raise UserError(f'masks were given for frames {beyond}, but the frames ended after {frame_count}; '
+                        f'check the frame indices of the masks (the first frame is 0)')
+
+
 class Session:
     """One video, segmented step by step: step(frame, mask=None) -> (labels, probabilities).
 
@@ -84,6 +108,7 @@ class Session:
     def __init__(self, model, options, precision):
         self._loop = Propagation(model, (), options, precision=precision)
         self._index = 0
+        self._frame_size = None
 
     @property
     def object_labels(self):
@@ -91,6 +116,7 @@ class Session:
 
     def step(self, frame, mask=None):
         frame = frame_tensor(frame)
+        self._check_frame_size(frame.shape[-2:])
         given, given_labels = None, ()
         if mask is not None:
             given = label_mask(mask, frame.shape[-2:])
@@ -101,6 +127,14 @@ class Session:
             height, width = frame.shape[-2:]
             return np.zeros((height, width), np.uint8), np.ones((1, height, width), np.float32)
         return self._loop.labels(output), output.probabilities.cpu().numpy()
+
+    def _check_frame_size(self, size):
+        if self._frame_size is None:
+            self._frame_size = size
+        elif size != self._frame_size:
+            raise UserError(f'frame {self._index} is {size[1]}x{size[0]} (WxH) but the frames before it are '
+                            f'{self._frame_size[1]}x{self._frame_size[0]}; the frames of one video must have one '
+                            f'size (start a new session for another video)')
 
 
 class Segmenter:
@@ -134,9 +168,10 @@ class Segmenter:
 
         `masks`: {frame index: label mask}, or one label mask for the first frame.
         """
-        if not isinstance(masks, dict):
-            masks = {0: masks}
+        masks = frame_indexed(masks if isinstance(masks, dict) else {0: masks})
         session = self.session()
-        for t, frame in enumerate(frames):
-            labels, probs = session.step(frame, masks.get(t))
+        count = 0
+        for count, frame in enumerate(frames, 1):
+            labels, probs = session.step(frame, masks.get(count - 1))
             yield (labels, probs) if probabilities else labels
+        check_masks_within(masks, count)

@@ -388,8 +388,13 @@ class Trainer:
         """Raise the one-line error of a run whose loss or weights stopped being finite."""
         final = self.last_checkpoint()
         lr = self.scheduler.get_last_lr()[0]
-        restart = (f'the checkpoints of finished epochs are kept: start a new run from the last with '
-                   f'--resume {final} --new --lr <lower>' if final is not None else 'run again with a lower --lr')
+        if final is not None:
+            restart = f'the checkpoints of finished epochs are kept: start a new run from the last with ' \
+                      f'--resume {final} --new --lr <lower>'
+        elif self.config.log and not self.process.is_main:
+            restart = 'the first process says which checkpoints are kept'
+        else:
+            restart = 'run again with a lower --lr'
         raise UserError(f'{where} (training diverged); stopped without writing these weights. The learning '
                         f'rate is {lr:g}; {restart}')
 
