@@ -11,6 +11,7 @@ reads a video file with cv2 in a background thread. Both yield `FrameItem`s
 A bad file, or a frame whose size differs from the first frame's, raises a one-line `UserError` naming it in
 the calling process.
 """
+import contextlib
 import os
 import queue
 import threading
@@ -198,6 +199,31 @@ class VideoFile:
         return None
 
 
+def read_video_frames(path, start=0):
+    """Yield (index, RGB uint8 (H, W, 3)) for the frames of a video file from frame `start` on, decoded with cv2.
+
+    The frames before `start` are decoded but not converted. UserError when no frame decodes at all.
+    """
+    import cv2
+    capture = _open_video(path)
+    try:
+        index = 0
+        while True:
+            if index < start:
+                ok = capture.grab()
+            else:
+                ok, bgr = capture.read()
+            if not ok:
+                if index == 0:
+                    raise UserError(f'{path}: no frame could be decoded (empty or corrupt video)')
+                return
+            if index >= start:
+                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+
+
 def stream_video_file(path, given_mask_path, prefetch=8):
     """Yield FrameItems of a video file decoded with cv2 in a background thread.
 
@@ -209,12 +235,21 @@ def stream_video_file(path, given_mask_path, prefetch=8):
     _open_video(path).release()  # checked now, not at the first next()
     if not os.path.isfile(given_mask_path):
         raise UserError(f'{given_mask_path}: first-frame mask not found (it gives the objects of {path})')
-    return _video_items(path, given_mask_path, prefetch)
+    return _with_first_mask(stream_video_frames(path, prefetch), path, given_mask_path)
 
 
-def _video_items(path, given_mask_path, prefetch):
-    import cv2
-    capture = _open_video(path)
+def _with_first_mask(items, path, given_mask_path):
+    with contextlib.closing(items):
+        for item in items:
+            if item.index == 0:
+                item.given, item.given_labels = read_given_mask(given_mask_path, path, tuple(item.frame.shape[-2:]))
+            yield item
+
+
+def stream_video_frames(path, prefetch=8, start=0):
+    """Yield FrameItems (no given masks) of a video file from frame `start` on, decoded by a background thread,
+    up to `prefetch` frames ahead; names are `%05d` of the frame number."""
+    path = os.fspath(path)
     frames = queue.Queue(maxsize=max(1, prefetch))
     stopping = threading.Event()
 
@@ -228,28 +263,16 @@ def _video_items(path, given_mask_path, prefetch):
         return False
 
     def decode():
+        decoded = read_video_frames(path, start)
         try:
-            index = 0
-            while not stopping.is_set():
-                ok, bgr = capture.read()
-                if not ok:
-                    if index == 0:
-                        raise UserError(f'{path}: no frame could be decoded (empty or corrupt video)')
-                    break
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                given, given_labels = None, ()
-                if index == 0:
-                    given, given_labels = read_given_mask(given_mask_path, path, rgb.shape[:2])
-                item = FrameItem(index=index, name=f'{index:05d}', frame=rgb_to_tensor(rgb), given=given,
-                                 given_labels=given_labels)
-                if not put(item):
+            for index, rgb in decoded:
+                if not put(FrameItem(index=index, name=f'{index:05d}', frame=rgb_to_tensor(rgb))):
                     return
-                index += 1
             put(_END)
         except BaseException as error:  # handed to the consumer, raised there
             put(error)
         finally:
-            capture.release()
+            decoded.close()
 
     thread = threading.Thread(target=decode, name=f'decode {os.path.basename(path)}', daemon=True)
     thread.start()
