@@ -12,18 +12,21 @@ A bad file, or a frame whose size differs from the first frame's, raises a one-l
 the calling process.
 """
 import contextlib
+import functools
 import os
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from model.inference.propagation import FrameItem
 from utils.errors import UserError
-from utils.images import read_rgb, rgb_to_tensor
+from utils.images import opened_image, read_rgb, rgb_to_tensor
 from utils.loader_errors import UserErrorsAsData, raise_load_failures
 from utils.masks import object_labels_of, read_label_mask
 
@@ -104,31 +107,79 @@ class _OneFrameSize:
         return item
 
 
-def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
-    """Yield a FrameItem for frames start..stop-1 of `sequence`, in order.
+# A worker whose frame is lost (shared memory filled up by another process after the check below) would
+# keep the run waiting for ever; decoding a frame takes well under a second.
+WORKER_TIMEOUT_S = 120
+# Bytes a frame in flight holds in shared memory: float32 RGB, and a uint8 mask for a given frame.
+_SHARED_BYTES_PER_PIXEL = 3 * 4 + 1
+_SHM_ADVICE = ('in Docker give the container more with --shm-size=1g (its default is 64 MB), '
+               'or pass --workers 0 to decode in the main process from the start')
 
-    Worker processes (a DataLoader, batch_size None) decode up to workers * prefetch
-    frames ahead; workers=0 decodes in this process. Raises UserError naming the file
-    for an unreadable frame or mask or a mask whose size differs from its frame.
-    """
-    stop = len(sequence.frame_paths) if stop is None else stop
-    dataset = _FrameDataset(sequence, range(start, stop))
-    if len(dataset) == 0:
-        return
+
+@functools.cache
+def _warn(message):
+    """Print a warning line once per process (a dataset's videos all meet the same shared memory)."""
+    print(f'warning: {message}', file=sys.stderr, flush=True)
+
+
+def _shared_memory_problem(sequence, start, workers, prefetch):
+    """Why the frames decoded ahead cannot all sit in shared memory (/dev/shm) at once, or None: worker
+    processes hand frames over there, and a worker that cannot allocate its frame loses it."""
+    with opened_image(sequence.frame_paths[start], 'frame image') as image:
+        width, height = image.size
+    nbytes = (workers * prefetch + 2) * height * width * _SHARED_BYTES_PER_PIXEL
+    try:
+        torch.empty(nbytes, dtype=torch.uint8).share_memory_()
+    except RuntimeError:
+        return f'{nbytes / 2 ** 20:.0f} MB of shared memory (/dev/shm) could not be allocated'
+    return None
+
+
+def _loader_items(dataset, workers, prefetch):
     options = dict(batch_size=None, collate_fn=_keep, num_workers=workers, persistent_workers=False)
     if workers > 0:
-        options['prefetch_factor'] = max(1, prefetch)
-    loader = DataLoader(UserErrorsAsData(dataset), **options)
-    iterator = iter(loader)
-    one_size = _OneFrameSize(lambda index: sequence.frame_paths[index])
+        options.update(prefetch_factor=max(1, prefetch), timeout=WORKER_TIMEOUT_S)
+    iterator = iter(DataLoader(UserErrorsAsData(dataset), **options))
     try:
-        for item in raise_load_failures(iterator):
-            yield one_size.check(item)
+        yield from raise_load_failures(iterator)
     finally:
         shutdown = getattr(iterator, '_shutdown_workers', None)
         if shutdown is not None:
             shutdown()
         del iterator
+
+
+def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
+    """Yield a FrameItem for frames start..stop-1 of `sequence`, in order.
+
+    Worker processes (a DataLoader, batch_size None) decode up to workers * prefetch
+    frames ahead; workers=0 decodes in this process, and so do the workers' failures:
+    too little shared memory for the frames ahead (checked first), a worker killed or
+    silent for WORKER_TIMEOUT_S, each with one warning line. Raises UserError naming
+    the file for an unreadable frame or mask or a mask whose size differs from its frame.
+    """
+    stop = len(sequence.frame_paths) if stop is None else stop
+    if start >= stop:
+        return
+    if workers > 0:
+        problem = _shared_memory_problem(sequence, start, workers, prefetch)
+        if problem is not None:
+            _warn(f'{problem} for the frames that {workers} decoding workers read ahead; decoding in the main '
+                  f'process instead (slower): {_SHM_ADVICE}')
+            workers = 0
+    one_size = _OneFrameSize(lambda index: sequence.frame_paths[index])
+    next_index = start
+    while next_index < stop:
+        try:
+            for item in _loader_items(_FrameDataset(sequence, range(next_index, stop)), workers, prefetch):
+                yield one_size.check(item)
+                next_index = item.index + 1
+        except RuntimeError as error:  # the loader's own machinery: our errors come back as LoadFailure items
+            if workers == 0:
+                raise
+            _warn(f'frame-decoding workers failed ({error}); decoding in the main process from here on (slower): '
+                  f'{_SHM_ADVICE}')
+            workers = 0
 
 
 # ---------------------------------------------------------------- video files
