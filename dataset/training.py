@@ -4,8 +4,8 @@ Every dataset item is ``(frames, masks, obj_n, info)``:
   frames  float32 (clip_n, 3, S, S), RGB in [0, 1] (torchvision's to_tensor);
   masks   float32 (clip_n, obj_n, S, S), one-hot: channel 0 background (void
           and unchosen objects included), channel i the i-th chosen object;
-  obj_n   int, chosen objects + 1 (1 only when no clip with an object was found
-          in `max_retries` tries; the trainer skips such clips);
+  obj_n   int, chosen objects + 1 (1 when no clip with an object was found in
+          `max_retries` draws; the trainer skips such clips);
   info    dict: 'name' (video, or 'SET/image' for pretrain), 'frames' (the
           clip's frame indices into the video's sorted frame list; pretrain
           repeats index 0), 'objects' (the chosen label ids, in channel order).
@@ -17,8 +17,9 @@ Frames after the first get colour jitter and a random affine (pretrain also a
 horizontal flip); every frame gets a random resized crop to S, which the video
 levels retry up to 10 times until it holds a pixel of an object (on the first
 frame any object, on later frames a chosen one). Objects are chosen, up to
-obj_n - 1, among those in the first frame's crop; a clip whose first frame has
-none is sampled again.
+obj_n - 1, among those in the first frame's crop. A clip whose first frame has
+none comes back with obj_n 1 and the trainer skips it, no update, as the released
+loop does (`max_retries` above 1 draws other clips instead, up to that many).
 
 Frame and object choices use Python's `random`; transform parameters use
 torch's RNG. Seeding both (and numpy) makes items reproducible.
@@ -187,7 +188,7 @@ class DAVISTrain(_VideoDataset):
     Every frame must have its mask (same names); otherwise a UserError names the folder.
     """
 
-    def __init__(self, root, output_size, clip_n, obj_n, split='train', max_retries=100):
+    def __init__(self, root, output_size, clip_n, obj_n, split='train', max_retries=1):
         super().__init__(output_size, clip_n, obj_n, max_retries, crop_scale=(0.8, 1.0), hue=0.02)
         self.root = root
         for name, image_dir, mask_dir in davis_split(root, split):
@@ -214,7 +215,7 @@ class YouTubeTrain(_VideoDataset):
     message, and so is a video left with no pair.
     """
 
-    def __init__(self, root, output_size, clip_n, obj_n, max_retries=100):
+    def __init__(self, root, output_size, clip_n, obj_n, max_retries=1):
         super().__init__(output_size, clip_n, obj_n, max_retries, crop_scale=(0.3, 0.5), hue=0.02)
         self.root = root
         require_dir(root, YOUTUBE_TRAIN_LAYOUT)
@@ -265,7 +266,7 @@ class PretrainImages(_ClipDataset):
     a message; an image with no mask of the same name is skipped and counted.
     """
 
-    def __init__(self, root, output_size, clip_n, obj_n, sets=None, max_retries=100):
+    def __init__(self, root, output_size, clip_n, obj_n, sets=None, max_retries=1):
         super().__init__(output_size, clip_n, obj_n, max_retries)
         self.root = root
         require_dir(root, PRETRAIN_LAYOUT)

@@ -332,6 +332,22 @@ def test_crop_gives_up_after_ten_tries_and_clip_is_resampled(tmp_path):
     assert obj_n == 2 and stub.calls >= 12
 
 
+@pytest.mark.parametrize('level', [0, 1])
+def test_a_clip_whose_first_frame_crops_find_no_object_is_skipped_as_released(tmp_path, level):
+    # The released loop skips such a clip (no update); it does not draw another one.
+    root = _corner_video(tmp_path)
+    if level == 0:
+        frames, masks = np.zeros((1, H, W, 3), np.uint8), np.zeros((1, H, W), np.uint8)
+        frames[:, 4:20, 4:20], masks[:, 4:20, 4:20] = COLOURS[1], 1  # the object in a corner, as _corner_video's
+        root = str(tmp_path / 'pretrain')
+        write_pretrain(root, 'ECSSD', frames, masks)
+    ds = training_dataset(level, root, output_size=S, clip_n=2, **({'sets': ['ECSSD']} if level == 0 else {}))
+    ds.crop.get_params = stub = BoxStub(misses=ds.crop_tries)
+    frames, masks, obj_n, info = ds[0]
+    assert stub.calls == ds.crop_tries == (10 if level else 1)
+    assert obj_n == 1 and info['objects'] == []
+
+
 def test_video_without_objects_gives_obj_n_1(tmp_path):
     ds = DAVISTrain(_corner_video(tmp_path, object_anywhere=False), output_size=S, clip_n=2, obj_n=3, max_retries=5)
     frames, masks, obj_n, info = ds[0]

@@ -288,7 +288,7 @@ class Trainer:
         uneven = self.step_module.join() if self.process.distributed else contextlib.nullcontext()
         with uneven:  # a process that skips a clip makes fewer steps; join keeps the others from waiting
             for frames, masks, obj_n, _ in itertools.islice(self.loader, clips):
-                if obj_n == 1:  # no object in the clip (rare): nothing to learn from
+                if obj_n == 1:  # no object in the first frame's crops: skipped, no update (as released)
                     bar.update(1)
                     continue
                 result = train_step(self.step_module, self.optimizer, self.scaler, frames.to(self.device),
