@@ -1,7 +1,8 @@
 """Frames decoded ahead of the model, one at a time, never the whole video in memory.
 
     for item in stream_frames(sequence, workers=2, prefetch=4):
-        item.frame     # float32 (3, h, w) in [0, 1], resized to height 495 for YouTube-VOS
+        item.frame     # float32 (3, h, w) in [0, 1], resized to height 495 for YouTube-VOS, to the working size
+                       # (utils.images.working_size) for your own videos
         item.given     # uint8 (h, w) label mask of the objects given at this frame, or None
 
 `stream_frames` reads a `Sequence` (dataset/eval_sets.py) with a torch DataLoader
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from model.inference.propagation import FrameItem
 from utils.errors import UserError
-from utils.images import rgb_to_tensor
+from utils.images import at_working_size, rgb_to_tensor
 from utils.masks import object_labels_of, read_label_mask
 
 
@@ -76,7 +77,8 @@ def load_frame_item(sequence, index):
         image = image.resize((new_w, new_h), Image.BICUBIC)
         if given is not None:
             given = np.array(Image.fromarray(given).resize((new_w, new_h), Image.NEAREST), np.uint8)
-    return FrameItem(index=index, name=sequence.frame_names[index], frame=rgb_to_tensor(np.array(image)),
+    frame, given, _ = at_working_size(rgb_to_tensor(np.array(image)), given, sequence.working_size)
+    return FrameItem(index=index, name=sequence.frame_names[index], frame=frame,
                      given=given, given_labels=given_labels, original_size=(height, width))
 
 
@@ -168,10 +170,14 @@ _END = object()
 
 @dataclass
 class VideoFile:
-    """A video file to segment as one video (the --video reader); frame 0's objects are given by `mask_path`."""
+    """A video file to segment as one video (the --video reader); frame 0's objects are given by `mask_path`.
+
+    Frames are resized to the working size `size` (utils.images.working_size; None: the native size).
+    """
     path: str
     mask_path: str
     name: str
+    size: int | None = None
     object_labels = ()
 
     @property
@@ -185,7 +191,7 @@ class VideoFile:
 
     def frames(self, workers=None):
         """FrameItems decoded by a background thread (`workers` is for folders' decoding processes)."""
-        return stream_video_file(self.path, self.mask_path)
+        return stream_video_file(self.path, self.mask_path, size=self.size)
 
     def writes(self, index):
         return True
@@ -195,21 +201,22 @@ class VideoFile:
         return None
 
 
-def stream_video_file(path, given_mask_path, prefetch=8):
+def stream_video_file(path, given_mask_path, prefetch=8, size=None):
     """Yield FrameItems of a video file decoded with cv2 in a background thread.
 
     Frame names are `%05d` of the frame number (from 0); frame 0's given mask is the
-    label PNG `given_mask_path`. Up to `prefetch` frames are decoded ahead.
+    label PNG `given_mask_path`. Up to `prefetch` frames are decoded ahead, resized there to
+    the working size `size` (None: the native size).
     """
     path = os.fspath(path)
     given_mask_path = os.fspath(given_mask_path)
     _open_video(path).release()  # checked now, not at the first next()
     if not os.path.isfile(given_mask_path):
         raise UserError(f'{given_mask_path}: first-frame mask not found (it gives the objects of {path})')
-    return _video_items(path, given_mask_path, prefetch)
+    return _video_items(path, given_mask_path, prefetch, size)
 
 
-def _video_items(path, given_mask_path, prefetch):
+def _video_items(path, given_mask_path, prefetch, size):
     import cv2
     capture = _open_video(path)
     frames = queue.Queue(maxsize=max(1, prefetch))
@@ -237,8 +244,9 @@ def _video_items(path, given_mask_path, prefetch):
                 given, given_labels = None, ()
                 if index == 0:
                     given, given_labels = read_given_mask(given_mask_path, path, rgb.shape[:2])
-                item = FrameItem(index=index, name=f'{index:05d}', frame=rgb_to_tensor(rgb), given=given,
-                                 given_labels=given_labels)
+                frame, given, original_size = at_working_size(rgb_to_tensor(rgb), given, size)
+                item = FrameItem(index=index, name=f'{index:05d}', frame=frame, given=given,
+                                 given_labels=given_labels, original_size=original_size)
                 if not put(item):
                     return
                 index += 1

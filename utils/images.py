@@ -1,8 +1,10 @@
-"""Image files and frames: the one image lister, and RGB arrays to and from frame tensors."""
+"""Image files and frames: the one image lister, RGB arrays to and from frame tensors, and the working size."""
 import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
@@ -22,3 +24,29 @@ def rgb_to_tensor(rgb):
 def tensor_to_rgb(frame):
     """uint8 (H, W, 3) of a float (3, H, W) tensor in [0, 1] (exact inverse of rgb_to_tensor)."""
     return frame.detach().mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+
+
+def working_size(height, width, size):
+    """(h, w) of a (height, width) frame brought to the working size `size`: the shorter side becomes `size`, the
+    longer one keeps the aspect (rounded); a frame no larger is kept as it is (never enlarged), so is any with
+    size None."""
+    shorter = min(height, width)
+    if size is None or shorter <= size:
+        return height, width
+    if height == shorter:
+        return size, round(width * size / height)
+    return round(height * size / width), size
+
+
+def at_working_size(frame, given, size):
+    """(frame, given, original (H, W) or None when unchanged) with the float (3, H, W) `frame` resized to
+    working_size (bilinear, antialiased) and the uint8 (H, W) label mask `given` (or None) with nearest."""
+    height, width = frame.shape[-2:]
+    new_height, new_width = working_size(height, width, size)
+    if (new_height, new_width) == (height, width):
+        return frame, given, None
+    frame = F.interpolate(frame[None], size=(new_height, new_width), mode='bilinear', align_corners=False,
+                          antialias=True)[0]
+    if given is not None:
+        given = np.array(Image.fromarray(given).resize((new_width, new_height), Image.NEAREST), np.uint8)
+    return frame, given, (height, width)
