@@ -12,14 +12,17 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from dataset.training import training_dataset
-from model.training.config import TrainingConfig, continued_config
-from model.training.trainer import train
-from utils.checkpoint import read_checkpoint
-from utils.cli import OneLineParser, run_command
-from utils.device import device_name, select_device
-from utils.download import resolve_checkpoint
-from utils.files import make_writable_folder
+from utils.cli import OneLineParser, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset.training import training_dataset
+    from model.training.config import TrainingConfig, continued_config
+    from model.training.trainer import train
+    from utils.checkpoint import read_checkpoint
+    from utils.common_flags import add_device_flags, add_resume_flag, add_workers_flag, chosen_device
+    from utils.device import select_device
+    from utils.download import resolve_checkpoint
+    from utils.files import make_writable_folder
 
 DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
 
@@ -27,10 +30,7 @@ DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
 def parse_args(argv=None):
     """The flags given on the command line only (absent ones are not in the namespace)."""
     parser = OneLineParser(description=__doc__.split('\n\n')[0], argument_default=argparse.SUPPRESS)
-    parser.add_argument('--gpu', type=int,
-                        help='CUDA device index; -1 trains on the CPU (default: GPU 0 if CUDA is present, else the CPU)')
-    parser.add_argument('--device',
-                        help='auto, cpu, cuda or cuda:N; overrides --gpu (under torchrun CUDA means cuda:LOCAL_RANK)')
+    add_device_flags(parser)
     parser.add_argument('--dataset', required=True,
                         help='dataset root: the pretrain folder (level 0), DAVIS 2017 (1) '
                              'or YouTube-VOS 2018 train (2)')
@@ -46,9 +46,7 @@ def parse_args(argv=None):
     parser.add_argument('--lr', type=float, help=f'AdamW learning rate (default: {DEFAULTS["lr"]})')
     parser.add_argument('--lu', type=float,
                         help=f'weight of the uncertainty term in the loss (default: {DEFAULTS["lu"]})')
-    parser.add_argument('--resume',
-                        help='checkpoint to start from: a path, an http(s) URL, or pretrain / davis17 / youtube18; '
-                             'replaces the ImageNet initialisation')
+    add_resume_flag(parser, 'checkpoint to start from instead of the ImageNet weights')
     parser.add_argument('--new', action='store_true',
                         help='with --resume: take only the weights and start a new run at epoch 0')
     parser.add_argument('--scheduler-step', type=int,
@@ -64,8 +62,7 @@ def parse_args(argv=None):
     parser.add_argument('--max-iters', type=int,
                         help='at most this many clips per epoch (per process under torchrun); '
                              'default: one clip per video or image')
-    parser.add_argument('--workers', type=int,
-                        help=f'DataLoader worker processes, per process (default: {DEFAULTS["workers"]})')
+    add_workers_flag(parser, 'DataLoader worker processes, per process', DEFAULTS['workers'])
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (float16 autocast and gradient scaling); CUDA only')
     return vars(parser.parse_args(argv))
@@ -74,8 +71,7 @@ def parse_args(argv=None):
 def run_config(given):
     """(TrainingConfig, checkpoint dict or None) for the given flags; notes on stderr for a continued run."""
     given = dict(given)
-    flag = '--device' if 'device' in given else '--gpu'
-    given['device'] = device_name(given.pop('device', None), given.pop('gpu', None))
+    given['device'], flag = chosen_device(given.pop('device', None), given.pop('gpu', None))
     select_device(given['device'], flag)  # a GPU asked for but absent is named by the flag that asked
     config = TrainingConfig(**given)  # checks every given flag before a checkpoint is downloaded or read
     if config.log:
@@ -102,8 +98,8 @@ def run(given):
 
 def main(argv=None):
     given = parse_args(argv)
-    return run_command(lambda: run(given), 'with --log, the checkpoints of finished epochs are kept; continue '
-                                           'the run with --resume <run folder>/model/final.pth')
+    # An interrupted Trainer says which checkpoints are kept; before it runs, none of this run's are written.
+    return run_command(lambda: run(given), 'training had not started; run the same command again')
 
 if __name__ == '__main__':
     sys.exit(main())

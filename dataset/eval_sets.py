@@ -33,7 +33,7 @@ class Sequence:
         released); empty: the objects of the given masks.
     """
     name: str
-    frame_paths: list[str]                    # sorted by file name
+    frame_paths: list[str]                    # in natural order of file names (utils.images)
     frame_names: list[str]                    # output names (file stems) of those frames
     given_masks: dict[int, str]
     given_objects: dict[int, list[int]] | None = None
@@ -71,7 +71,8 @@ class Sequence:
 
 
 def list_frames(folder, what='frames'):
-    """Sorted frame file paths (.jpg/.jpeg/.png) of `folder` and their stems; UserError if there are none."""
+    """Frame file paths (.jpg/.jpeg/.png) of `folder` in natural order (10 after 9) and their stems;
+    UserError if there are none."""
     if not os.path.isdir(folder):
         raise UserError(f'{folder}: {what} folder not found (expected *.jpg or *.png frames)')
     files = list_images(folder)
@@ -126,8 +127,8 @@ def long_video_sequences(root, wanted=None):
 
 
 def frame_folder_sequence(folder, mask_path, name=None, size=None):
-    """A plain folder of .jpg/.png frames (sorted by name) whose first frame's mask is `mask_path`, segmented at
-    the working size `size` (None: the native size)."""
+    """A plain folder of .jpg/.png frames (in natural order of names) whose first frame's mask is `mask_path`,
+    segmented at the working size `size` (None: the native size)."""
     folder = os.fspath(folder)
     paths, stems = list_frames(folder, 'video')
     mask_path = os.fspath(mask_path)

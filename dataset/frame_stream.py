@@ -9,7 +9,8 @@
 whose worker processes decode frames ahead of the consumer; `stream_video_file`
 reads a video file with cv2 in a background thread. Both yield `FrameItem`s
 (model.inference.propagation).
-A bad file raises a one-line `UserError` naming it in the calling process.
+A bad file, or a frame whose size differs from the first frame's, raises a one-line `UserError` naming it in
+the calling process.
 """
 import os
 import queue
@@ -22,14 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from model.inference.propagation import FrameItem
 from utils.errors import UserError
-from utils.images import at_working_size, rgb_to_tensor
+from utils.images import at_working_size, read_rgb, rgb_to_tensor
+from utils.loader_errors import UserErrorsAsData, raise_load_failures
 from utils.masks import object_labels_of, read_label_mask
-
-
-@dataclass
-class _Failure:
-    """A worker's UserError, sent back as data so the message reaches the caller unwrapped."""
-    message: str
 
 
 def resized_size(height, width, resize_height):
@@ -37,16 +33,6 @@ def resized_size(height, width, resize_height):
     if resize_height is None or height < resize_height:
         return height, width
     return resize_height, int(width / height * resize_height)
-
-
-def _read_frame(path):
-    try:
-        with Image.open(path) as image:
-            return image.convert('RGB')
-    except FileNotFoundError:
-        raise UserError(f'{path}: frame image not found') from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise UserError(f'{path}: cannot read frame image ({error})') from None
 
 
 def read_given_mask(mask_path, frame_path, frame_size, objects=None):
@@ -66,7 +52,7 @@ def read_given_mask(mask_path, frame_path, frame_size, objects=None):
 def load_frame_item(sequence, index):
     """Decode frame `index` of `sequence` (and its given mask) into a FrameItem; UserError for bad files."""
     path = sequence.frame_paths[index]
-    image = _read_frame(path)
+    image = read_rgb(path)
     width, height = image.size
     given, given_labels = None, ()
     if index in sequence.given_masks:
@@ -91,14 +77,32 @@ class _FrameDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i):
-        try:
-            return load_frame_item(self.sequence, self.indices[i])
-        except UserError as error:
-            return _Failure(str(error))
+        return load_frame_item(self.sequence, self.indices[i])
 
 
 def _keep(item):
     return item
+
+
+class _OneFrameSize:
+    """Refuses the first frame whose size (before any resize) differs from the video's first frame's: the bank
+    holds features of one size, and masks and overlays of mixed sizes would be written. `where(index)` names a
+    frame."""
+
+    def __init__(self, where):
+        self.where = where
+        self.first = None
+
+    def check(self, item):
+        size = item.original_size or tuple(item.frame.shape[-2:])
+        if self.first is None:
+            self.first = item.index, size
+        elif size != self.first[1]:
+            (first_index, (height, width)) = self.first
+            raise UserError(f'{self.where(item.index)}: frame is {size[1]}x{size[0]} but {self.where(first_index)} '
+                            f'is {width}x{height}; every frame of a video must have one size (resize the frames, '
+                            f'or split the video where the size changes)')
+        return item
 
 
 def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
@@ -115,13 +119,12 @@ def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
     options = dict(batch_size=None, collate_fn=_keep, num_workers=workers, persistent_workers=False)
     if workers > 0:
         options['prefetch_factor'] = max(1, prefetch)
-    loader = DataLoader(dataset, **options)
+    loader = DataLoader(UserErrorsAsData(dataset), **options)
     iterator = iter(loader)
+    one_size = _OneFrameSize(lambda index: sequence.frame_paths[index])
     try:
-        for item in iterator:
-            if isinstance(item, _Failure):
-                raise UserError(item.message)
-            yield item
+        for item in raise_load_failures(iterator):
+            yield one_size.check(item)
     finally:
         shutdown = getattr(iterator, '_shutdown_workers', None)
         if shutdown is not None:
@@ -258,6 +261,7 @@ def _video_items(path, given_mask_path, prefetch, size):
 
     thread = threading.Thread(target=decode, name=f'decode {os.path.basename(path)}', daemon=True)
     thread.start()
+    one_size = _OneFrameSize(lambda index: f'{path}, frame {index}')
     try:
         while True:
             item = frames.get()
@@ -265,7 +269,7 @@ def _video_items(path, given_mask_path, prefetch, size):
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield one_size.check(item)
     finally:
         stopping.set()
         thread.join(timeout=5)

@@ -30,6 +30,7 @@ from tests.support.recipe import recipe_state_dict, write_recipe_checkpoint
 from tests.support.synth import moving_shapes, write_davis
 from utils.checkpoint import load_weights, model_state, read_checkpoint
 from utils.distributed import ProcessInfo
+from utils.errors import UserError
 from utils.masks import write_label_mask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -325,9 +326,9 @@ def test_sigterm_during_a_checkpoint_write_exits_130_with_one_line_and_leaves_no
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    assert stderr_path.read_text().strip().splitlines()[-1] == (
-        'interrupted: with --log, the checkpoints of finished epochs are kept; continue the run with '
-        '--resume <run folder>/model/final.pth')
+    # Stopped while writing epoch 0's first checkpoint: no final.pth to continue from.
+    assert stderr_path.read_text().strip().splitlines()[-1] == \
+        'interrupted: no checkpoint of this run was written; run the same command again to start over'
     [log_dir] = log_folders(str(tmp_path))
     assert not [name for name in os.listdir(os.path.join(log_dir, 'model')) if name.startswith('.')]
 
@@ -442,3 +443,73 @@ def test_resume_takes_a_released_name(data, serve, tmp_path, monkeypatch, capsys
                             '--max-iters', '1', '--total-epochs', '1', *SMALL], tmp_path, monkeypatch, capsys)
     assert 'started from the weights of' in out and 'NeurIPS20_level0_PreTrain.pth' in out
     assert server.requests == [('/NeurIPS20_level0_PreTrain.pth', None)]
+
+
+def test_ctrl_c_after_an_epoch_names_the_final_checkpoint_to_continue_from(data, tmp_path, monkeypatch, capsys):
+    train_epoch = Trainer.train_epoch
+
+    def interrupted_at_epoch_1(trainer, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        train_epoch(trainer, epoch)
+
+    monkeypatch.setattr(Trainer, 'train_epoch', interrupted_at_epoch_1)
+    monkeypatch.chdir(tmp_path)
+    assert train_script.main([*two_epochs(data), '--log']) == 130
+    [log_dir] = log_folders(str(tmp_path))
+    final = os.path.join(log_dir, 'model', 'final.pth')
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        f'interrupted: the checkpoints of finished epochs are kept; continue the run with --resume {final}'
+    assert read_checkpoint(final)['epoch'] == 0
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoints(
+        data, tmp_path, monkeypatch, capsys):
+    # --lr 10: epoch 0's one step leaves finite weights (loss 1.607), epoch 1's first loss is NaN.
+    monkeypatch.chdir(tmp_path)
+    flags = ['--level', '1', '--dataset', data['davis'], '--resume', data['recipe'], '--new', '--max-iters', '1',
+             '--total-epochs', '3', '--lr', '10', '--log', *SMALL]
+    assert train_script.main(flags) == 2
+    out, err = capsys.readouterr()
+    [log_dir] = log_folders(str(tmp_path))
+    final = os.path.join(log_dir, 'model', 'final.pth')
+    assert err.strip().splitlines()[-1] == (
+        f'error: epoch 1, iteration 1: the loss is nan (training diverged); stopped without writing these weights. '
+        f'The learning rate is 10; the checkpoints of finished epochs are kept: start a new run from the last with '
+        f'--resume {final} --new --lr <lower>')
+    assert 'epoch 1: mean loss' not in out
+    check_epoch_files(log_dir, [0])
+    for name in os.listdir(os.path.dirname(final)):
+        checkpoint = check_released_checkpoint(os.path.join(log_dir, 'model', name))
+        assert checkpoint['epoch'] == 0
+        assert all(torch.isfinite(tensor).all() for tensor in checkpoint['model'].values())
+
+
+def test_weights_that_are_not_finite_are_never_written(data, tmp_path):
+    config = _config(data, resume=data['recipe'], new=True, log=True, log_root=str(tmp_path / 'logs'))
+    trainer = Trainer(config, *_inputs(config), ProcessInfo(), torch.device('cpu'))
+    with torch.no_grad():
+        trainer.model.decoder.pred2.weight[0, 0, 0, 0] = float('inf')
+    with pytest.raises(UserError, match=r'^epoch 0: its last step left non-finite weights \(decoder.pred2.weight '
+                                        r'and 0 more tensors\) though its losses were finite \(training diverged\); '
+                                        r'stopped without writing these weights\. The learning rate is 0.0001; '
+                                        r'run again with a lower --lr$'):
+        trainer.save(0, 1.0, improved=True)
+    assert os.listdir(os.path.join(trainer.log_dir, 'model')) == []
+
+
+def test_an_unreadable_frame_in_a_loading_worker_is_one_error_line(tmp_path):
+    frames, masks = moving_shapes(11, 3, 48, 64, 2)
+    write_davis(str(tmp_path / 'davis'), 'broken', frames, masks, split='train')
+    frame_dir = tmp_path / 'davis' / 'JPEGImages' / '480p' / 'broken'
+    for name in os.listdir(frame_dir):
+        (frame_dir / name).write_bytes(b'not a JPEG')
+    recipe = write_recipe_checkpoint(0, str(tmp_path / 'recipe.pth'))
+    result = subprocess.run([sys.executable, TRAIN, '--level', '1', '--dataset', str(tmp_path / 'davis'),
+                             '--resume', recipe, '--new', '--total-epochs', '1', *SMALL, '--workers', '1'],
+                            cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert re.fullmatch(rf'error: {re.escape(str(frame_dir))}/\d{{5}}\.jpg: not a readable image \(.*\)', line)
+    assert 'Traceback' not in result.stderr and 'DataLoader worker' not in result.stderr

@@ -1,19 +1,82 @@
-"""Image files and frames: the one image lister, RGB arrays to and from frame tensors, and the working size."""
+"""Image files and frames: the one image lister (natural order), the one opener (size checked from the header
+before decoding), the one RGB reader, RGB arrays to and from frame tensors, and the working size."""
+import contextlib
 import os
+import re
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from utils.errors import UserError
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+# 8192x8192: an 8K frame fits; a larger image (or a forged header) would take gigabytes to decode.
+MAX_IMAGE_PIXELS = 8192 * 8192
+_DIGITS = re.compile(r'(\d+)', re.ASCII)
+
+
+def natural_key(name):
+    """Sort key that orders the numbers in names as numbers ('5.jpg' before '10.jpg'); zero-padded names of one
+    length keep their plain string order, and names equal as numbers ('01', '1') fall back to it."""
+    parts = _DIGITS.split(name)
+    return [int(part) if i % 2 else part for i, part in enumerate(parts)], name
+
+
+def natural_sorted(names):
+    return sorted(names, key=natural_key)
 
 
 def list_images(folder, extensions=IMAGE_EXTENSIONS):
-    """Sorted names of the visible files in `folder` whose extension (any case) is one of `extensions`."""
-    return sorted(name for name in os.listdir(folder)
-                  if not name.startswith('.') and os.path.splitext(name)[1].lower() in extensions
-                  and os.path.isfile(os.path.join(folder, name)))
+    """Names of the visible files in `folder` whose extension (any case) is one of `extensions`, in natural
+    order (natural_key)."""
+    return natural_sorted(name for name in os.listdir(folder)
+                          if not name.startswith('.') and os.path.splitext(name)[1].lower() in extensions
+                          and os.path.isfile(os.path.join(folder, name)))
+
+
+def _too_large(path, what, size):
+    return UserError(f'{path}: {what} too large ({size}); images up to {MAX_IMAGE_PIXELS} pixels (8192x8192) '
+                     f'are read: scale it down')
+
+
+@contextlib.contextmanager
+def opened_image(path, what):
+    """The Pillow image at `path` with only its header read; a missing or unreadable file, or one over
+    MAX_IMAGE_PIXELS, is a UserError naming it as `what`, before any pixel is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)  # Pillow warns, then decodes
+            image = Image.open(path)
+    except FileNotFoundError:
+        raise UserError(f'{path}: {what} not found') from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(path, what, f'over {Image.MAX_IMAGE_PIXELS} pixels') from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UserError(f'{path}: cannot read {what} ({error})') from None
+    with image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise _too_large(path, what, f'{width}x{height}')
+        try:
+            yield image
+        except (OSError, ValueError, SyntaxError) as error:  # raised while decoding: a truncated or corrupt file
+            raise UserError(f'{path}: cannot read {what} ({error})') from None
+
+
+def read_rgb(path, what='frame image'):
+    """The image at `path` as a PIL RGB image. 16-bit grey is scaled to 8 bits (Pillow's own conversion would
+    clip it to white)."""
+    with opened_image(path, what) as image:
+        if image.mode.startswith('I'):
+            values = np.asarray(image)
+            if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
+                raise UserError(f'{path}: {what} holds values outside 0..65535; save it as 8-bit RGB or grey')
+            grey = np.round(values / 257.0).astype(np.uint8)
+            return Image.fromarray(grey, 'L').convert('RGB')
+        return image.convert('RGB')
 
 
 def rgb_to_tensor(rgb):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from model.inference.options import DEFAULT_BANK_OPTIONS, WORKING_SIZE, BankOptions, working_size_problem
-from model.inference.precision import check_precision
+from model.inference.precision import DEFAULT_PRECISION, check_precision
 from model.inference.propagation import FrameItem, Propagation
 from model.network.loading import load_model
 from utils.device import select_device
@@ -135,7 +135,7 @@ class Segmenter:
     (default 480, the size the checkpoints were trained at); None: the native size.
     """
 
-    def __init__(self, model, options=DEFAULT_BANK_OPTIONS, precision='fp32', size=WORKING_SIZE):
+    def __init__(self, model, options=DEFAULT_BANK_OPTIONS, precision=DEFAULT_PRECISION, size=WORKING_SIZE):
         self.model = model.eval()
         self.options = options
         self.precision = precision
@@ -146,7 +146,7 @@ class Segmenter:
     @classmethod
     def from_pretrained(cls, checkpoint, device='auto', budget=DEFAULT_BANK_OPTIONS.budget,
                         update_rate=DEFAULT_BANK_OPTIONS.update_rate, merge_thres=DEFAULT_BANK_OPTIONS.merge_thres,
-                        precision='fp32', size=WORKING_SIZE):
+                        precision=DEFAULT_PRECISION, size=WORKING_SIZE):
         """Resolve (a path, an http(s) URL, or 'pretrain' / 'davis17' / 'youtube18'), download once, and load."""
         options = BankOptions(budget, update_rate, merge_thres)
         device = select_device(device, 'device', cpu_choice="device='cpu'")

@@ -56,7 +56,7 @@ class TrainingConfig:
             (self.scheduler_step >= 1, f'--scheduler-step {self.scheduler_step}: must be at least 1'),
             (self.total_epochs >= 0, f'--total-epochs {self.total_epochs}: must not be negative'),
             (self.max_iters is None or self.max_iters >= 1, f'--max-iters {self.max_iters}: must be at least 1'),
-            (self.workers >= 0, f'--workers {self.workers}: must not be negative'),
+            (self.workers >= 0, f'--workers {self.workers}: must be at least 0'),  # as the flag's parse check
         ]
         for ok, message in checks:
             if not ok:
