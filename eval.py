@@ -20,7 +20,8 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from dataset.eval_sets import open_video
     from dataset.layouts import dataset_input_folders
     from dataset.levels import LEVELS, VIDEO_MODEL_NAME
-    from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
+    from model.inference.options import (DEFAULT_BANK_OPTIONS, WORKING_SIZE, BankOptions, bank_option_problem,
+                                         working_size_problem)
     from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
     from model.inference.video_runner import OutputFolders, is_done, segment_video
     from model.network.loading import load_model
@@ -35,6 +36,11 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
 
 def _bank_flag(name, convert):
     return checked(convert, partial(bank_option_problem, name))
+
+
+def _size_problem(value):
+    why = None if value == -1 else working_size_problem(value)
+    return None if why is None else f'{why}, or -1 for the native size'
 
 
 def parse_args(argv=None):
@@ -69,6 +75,9 @@ def parse_args(argv=None):
     added.add_argument('--results', help='with --score-only: folder with <video>/<frame>.png results')
     added.add_argument('--video', help='a video file (MP4/AVI/MOV) or a folder of frames to segment')
     added.add_argument('--mask', help="with --video: the first frame's label mask (palette or grey-level PNG)")
+    added.add_argument('--size', type=checked(int, _size_problem),
+                       help=f'with --video: resize frames so that their shorter side is N pixels (never enlarged; '
+                            f'masks are written at the video\'s size); -1: the native size (default {WORKING_SIZE})')
     args = parser.parse_args(argv)
     if args.video is None and args.level is None:
         parser.error('one of --level or --video is required')
@@ -77,6 +86,8 @@ def parse_args(argv=None):
     if args.video is not None and (args.score or args.score_only):
         parser.error('--score: a --video has no ground truth to score against; lay the video out as a long '
                      'video with its annotations and use --level 3 --score')
+    if args.size is not None and args.video is None:
+        parser.error('--size is for --video: the --level protocols run at their released frame sizes')
     if args.video is None and not args.dataset:
         parser.error('--dataset is required with --level')
     if not args.score_only and not args.resume:
@@ -96,6 +107,13 @@ def model_name(args):
 def bank_options(args):
     level_rate = LEVELS[args.level].update_rate if args.video is None else DEFAULT_BANK_OPTIONS.update_rate
     return BankOptions(args.budget, level_rate if args.update_rate is None else args.update_rate, args.merge_thres)
+
+
+def working_size(args):
+    """--video's working size: --size, WORKING_SIZE when not given, None (the native size) for -1."""
+    if args.size is None:
+        return WORKING_SIZE
+    return None if args.size == -1 else args.size
 
 
 def results_root(args):
@@ -185,7 +203,7 @@ def evaluate(args):
             score(args, select_sequences(args), args.results, process)
             return
         # Every input, then the output folders, are checked before the model loads.
-        source = open_video(args.video, args.mask) if args.video else select_sequences(args)
+        source = open_video(args.video, args.mask, working_size(args)) if args.video else select_sequences(args)
         check_output_roots(args)
         name, flag = chosen_device(args.device, args.gpu)
         device = process_device(name, process, flag)

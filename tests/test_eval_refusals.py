@@ -4,7 +4,10 @@ size, results of another run in the same folder. Each ends in one 'error: ' line
 the run can go on) and writes nothing it should not."""
 import os
 import re
+import shutil
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -17,7 +20,7 @@ from dataset.eval_sets import long_video_sequences, open_video
 from dataset.frame_stream import load_frame_item
 from dataset.scoring import annotation_frame_names
 from dataset.training import DAVISTrain, load_pair
-from tests.conftest import run_script
+from tests.conftest import REPO, run_script
 from tests.support.synth import moving_shapes, write_davis, write_long_video
 from utils.errors import UserError
 from utils.images import MAX_IMAGE_PIXELS, natural_sorted, rgb_to_tensor
@@ -259,3 +262,60 @@ def test_a_frame_of_another_size_stops_the_video_with_one_line(tmp_path, recipe_
     assert sorted(os.listdir(written)) == ['00000.png', '00001.png']
     assert all(Image.open(written / name).size == (48, 32) for name in os.listdir(written))
     assert not (tmp_path / 'out' / 'overlay' / 'AFB-URR_Video' / 'clip.mp4').exists()
+
+
+# ------------------------------------------------------------------ small shared memory (Docker's 64 MB /dev/shm)
+
+_SMALL_SHM_RUN = '''
+import sys
+import torch
+from PIL import Image
+from dataset import frame_stream
+from dataset.eval_sets import open_video
+from tests.support.synth import moving_shapes
+from utils.masks import write_label_mask
+
+folder, pretend_enough = sys.argv[1], sys.argv[2] == 'pretend'
+frames, masks = moving_shapes(0, 8, 256, 320, 1)   # 0.98 MB a decoded frame: a 1 MB /dev/shm holds one
+for t, frame in enumerate(frames):
+    Image.fromarray(frame).save(f'{folder}/clip/{t:05d}.png')
+write_label_mask(f'{folder}/first.png', masks[0])
+if pretend_enough:   # as when another process fills /dev/shm after the check: the workers lose frames
+    frame_stream._shared_memory_problem = lambda *args: None
+    frame_stream.WORKER_TIMEOUT_S = 5
+sequence = open_video(f'{folder}/clip', f'{folder}/first.png')
+items = list(frame_stream.stream_frames(sequence, workers=2))
+assert [item.index for item in items] == list(range(8))
+assert all(torch.equal(item.frame, frame_stream.load_frame_item(sequence, item.index).frame) for item in items)
+print('frames ok')
+'''
+
+
+def _run_with_small_shm(folder, mode):
+    """Run _SMALL_SHM_RUN in a private mount namespace whose /dev/shm is a 1 MB tmpfs (root only)."""
+    if os.geteuid() != 0 or shutil.which('unshare') is None:
+        pytest.skip('a private /dev/shm mount needs root and unshare')
+    command = 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" -c "$1" "$2" "$3"'
+    try:
+        return subprocess.run(['unshare', '-m', 'sh', '-c', command, sys.executable, _SMALL_SHM_RUN, folder, mode],
+                              cwd=REPO, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail('the decoding workers hung on a 1 MB /dev/shm')
+
+
+def test_too_little_shared_memory_is_found_first_and_frames_decode_in_process(tmp_path):
+    (tmp_path / 'clip').mkdir()
+    result = _run_with_small_shm(str(tmp_path), 'check')
+    assert result.returncode == 0 and result.stdout == 'frames ok\n', result.stderr
+    assert result.stderr.splitlines() == [
+        'warning: 10 MB of shared memory (/dev/shm) could not be allocated for the frames that 2 decoding workers '
+        'read ahead; decoding in the main process instead (slower): in Docker give the container more with '
+        '--shm-size=1g (its default is 64 MB), or pass --workers 0 to decode in the main process from the start']
+
+
+def test_workers_that_lose_frames_are_replaced_by_decoding_in_process(tmp_path):
+    (tmp_path / 'clip').mkdir()
+    result = _run_with_small_shm(str(tmp_path), 'pretend')
+    assert result.returncode == 0 and result.stdout == 'frames ok\n', result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith('warning: ')]
+    assert len(warnings) == 1 and 'frame-decoding workers failed (DataLoader timed out after 5 seconds)' in warnings[0]

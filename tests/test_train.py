@@ -376,6 +376,65 @@ def test_two_processes_under_torchrun_keep_identical_weights_and_one_set_of_chec
     assert digests == [weights_digest(model_state(final))] * 2
 
 
+# Rank 1's third clip (epoch 1, iteration 1) has NaN frames, so only its loss is NaN there; rank 0's is
+# finite until the averaged NaN gradients reach its weights.
+NAN_ON_ONE_RANK = '''
+import sys
+import torch
+import torch.distributed as dist
+sys.path.insert(0, sys.argv[1])
+from dataset.training import training_dataset
+from model.training.config import TrainingConfig
+from model.training.trainer import train
+from utils.checkpoint import read_checkpoint
+from utils.cli import run_command
+
+class NanOnRank1(torch.utils.data.Dataset):
+    def __init__(self, dataset):
+        self.dataset, self.loads = dataset, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        frames, masks, obj_n, info = self.dataset[index]
+        self.loads += 1
+        if self.loads == 3 and dist.get_rank() == 1:
+            frames = torch.full_like(frames, float('nan'))
+        return frames, masks, obj_n, info
+
+davis, recipe = sys.argv[2:]
+config = TrainingConfig(dataset=davis, level=1, device='cpu', seed=3, log=True, resume=recipe, new=True, lr=1e-5,
+                        total_epochs=3, max_iters=2, output_size=32, clip_n=3, workers=0)
+dataset = NanOnRank1(training_dataset(1, davis, output_size=32, clip_n=3, obj_n=3))
+sys.exit(run_command(lambda: train(config, dataset, read_checkpoint(recipe)), 'not started'))
+'''
+
+
+def test_under_torchrun_a_non_finite_loss_on_one_process_stops_every_process(data, tmp_path):
+    script = tmp_path / 'nan_on_one_rank.py'
+    script.write_text(NAN_ON_ONE_RANK)
+    env = {key: value for key, value in os.environ.items() if key not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')}
+    env.update(OMP_NUM_THREADS='1', **({'GLOO_SOCKET_IFNAME': 'lo'} if os.path.exists('/sys/class/net/lo') else {}))
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr',
+                             '127.0.0.1', '--master_port', str(_free_port()), str(script), REPO, data['davis'],
+                             data['recipe']], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT)  # a process left waiting for the other would hang here
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 2 and all(line.startswith('error: epoch 1, iteration 1: the loss is nan (training '
+                                                    'diverged); stopped without writing these weights.')
+                                    for line in errors), result.stderr[-4000:]
+    [log_dir] = log_folders(str(tmp_path))
+    final = os.path.join(log_dir, 'model', 'final.pth')
+    assert sorted(line.split('. ', 1)[1] for line in errors) == [
+        f'The learning rate is 1e-05; the checkpoints of finished epochs are kept: start a new run from the last '
+        f'with --resume {final} --new --lr <lower>',
+        'The learning rate is 1e-05; the first process says which checkpoints are kept']
+    check_epoch_files(log_dir, [0])
+    assert check_released_checkpoint(final)['epoch'] == 0
+
+
 def test_training_from_scratch_offline_says_how_to_get_the_imagenet_weights(data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))  # no cached weights: a download is tried
     for name in ('https_proxy', 'HTTPS_PROXY'):  # and fails at once, as offline, even where there is a network

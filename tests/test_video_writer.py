@@ -40,13 +40,17 @@ def test_the_video_is_h264_yuv420p_with_its_index_first_and_an_odd_size_padded_b
         assert np.abs(got.astype(int) - padded).mean() < 6  # lossy, but the same picture
 
 
-def test_without_pyav_the_video_is_mp4v_with_one_warning_line_per_process(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, 'av', None)  # `import av` raises ImportError
+@pytest.mark.parametrize('missing', ['PyAV is not installed', "PyAV's FFmpeg lacks libx264"])
+def test_without_pyav_the_video_is_mp4v_with_one_warning_line_per_process(tmp_path, monkeypatch, capsys, missing):
+    if missing.startswith('PyAV is'):
+        monkeypatch.setitem(sys.modules, 'av', None)  # `import av` raises ImportError
+    else:
+        monkeypatch.setattr(pytest.importorskip('av'), 'codecs_available', set())
     monkeypatch.setattr(video_writer, '_FALLBACK_WARNED', False)
     for name in ('a.mp4', 'b.mp4'):
         _write(tmp_path / name, _frames(3, 48, 64), fps=10)
     warnings = capsys.readouterr().err.strip().splitlines()
-    assert len(warnings) == 1 and warnings[0].startswith('warning: PyAV is not installed')
+    assert len(warnings) == 1 and warnings[0].startswith(f'warning: {missing}, so overlay videos are MPEG-4')
     data = (tmp_path / 'b.mp4').read_bytes()
     assert b'mp4v' in data and b'avc1' not in data  # the sample entry names the codec
     assert top_level_boxes(tmp_path / 'b.mp4') is not None

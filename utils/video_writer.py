@@ -6,8 +6,8 @@
 
 With PyAV (requirements-app.txt) the video is H.264 (libx264, yuv420p) with its index ('moov')
 before the frames, so a browser plays it while it loads; yuv420p needs an even width and height,
-so an odd one gets one more column or row, a copy of the last. Without PyAV it is OpenCV's MPEG-4
-Part 2 ('mp4v'), which browsers do not play, with one warning line per process.
+so an odd one gets one more column or row, a copy of the last. Without PyAV (or its libx264) it is
+OpenCV's MPEG-4 Part 2 ('mp4v'), which browsers do not play, with one warning line per process.
 Frames go to a temporary file beside the target; close() checks that the file is whole
 and renames it onto the target. An exception inside the `with` block (or abort()) deletes
 the temporary file, so an interrupted run or a full disk leaves no half-written MP4 under
@@ -119,12 +119,15 @@ def _encoder(path, fps, frame_size):
     try:
         import av
     except ImportError:
-        if not _FALLBACK_WARNED:
-            _FALLBACK_WARNED = True
-            print('warning: PyAV is not installed, so overlay videos are MPEG-4 Part 2 (mp4v), which browsers do '
-                  'not play; pip install -r requirements-app.txt writes H.264', file=sys.stderr)
-        return _Mp4vEncoder(path, fps, frame_size)
-    return _H264Encoder(av, path, fps, frame_size)
+        av = None
+    if av is not None and 'libx264' in av.codecs_available:
+        return _H264Encoder(av, path, fps, frame_size)
+    if not _FALLBACK_WARNED:
+        _FALLBACK_WARNED = True
+        missing = 'PyAV is not installed' if av is None else "PyAV's FFmpeg lacks libx264"
+        print(f'warning: {missing}, so overlay videos are MPEG-4 Part 2 (mp4v), which browsers do not play; '
+              f'pip install -r requirements-app.txt writes H.264', file=sys.stderr)
+    return _Mp4vEncoder(path, fps, frame_size)
 
 
 class Mp4Writer:
