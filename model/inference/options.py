@@ -1,4 +1,4 @@
-"""The feature bank's settings: the one place their defaults and valid ranges are written.
+"""The feature bank's settings and the working size: the one place their defaults and valid ranges are written.
 
 eval.py's and train.py's flags, the Python API and the bank itself all read them
 from here; eval.py's level table (dataset/levels.py) holds the per-level values.
@@ -8,6 +8,19 @@ import numbers
 from dataclasses import dataclass, fields
 
 from utils.errors import UserError
+
+
+# The shorter side frames of your own videos are resized to (--size, Segmenter's size): the released
+# checkpoints were trained on 480p frames, so larger ones cost compute without gaining accuracy.
+WORKING_SIZE = 480
+MIN_WORKING_SIZE = 16  # one stride of the network's coarsest features
+
+
+def working_size_problem(value):
+    """Why `value` is no working size (a whole number of pixels), or None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < MIN_WORKING_SIZE:
+        return f'must be a whole number of pixels, at least {MIN_WORKING_SIZE}'
+    return None
 
 
 def _check_budget(value):

@@ -112,6 +112,13 @@ class ResumePoint:
     log_dir: str = None
 
 
+def matching_rng_states(checkpoint, process):
+    """The checkpoint's random states when it holds one per process of this run, else None (then the
+    generators keep their seeding, as the released code reseeded from the checkpoint's seed)."""
+    rng_states = checkpoint.get('rng_states')
+    return rng_states if rng_states is not None and len(rng_states) == process.world_size else None
+
+
 def restore_training_state(checkpoint, source, optimizer, scaler, process, device=None):
     """Continue a run from its checkpoint (resume without --new): optimizer, scaler and RNG states.
 
@@ -133,8 +140,8 @@ def restore_training_state(checkpoint, source, optimizer, scaler, process, devic
                         f'add --new to start a new run from its weights') from None
     if checkpoint.get('scaler'):
         scaler.load_state_dict(checkpoint['scaler'])
-    rng_states = checkpoint.get('rng_states')
-    if rng_states is not None and len(rng_states) == process.world_size:
+    rng_states = matching_rng_states(checkpoint, process)
+    if rng_states is not None:
         restore_rng_state(rng_states[process.rank], device)
     return ResumePoint(start_epoch=int(checkpoint['epoch']) + 1,
                        best_loss=float(checkpoint.get('best_loss', checkpoint['loss'])),
@@ -215,21 +222,37 @@ class Trainer:
         resuming = checkpoint is not None and not config.new
         self.seed = _run_seed(config, checkpoint, resuming)
         seed_everything(self.seed + process.rank)
+        self._build_model(checkpoint)
+        self._build_optimizer(checkpoint if resuming else None)
+        self._build_loader()
+        self.log_dir = self.writer = None
+        if config.log and process.is_main:
+            self._open_log(resuming)
+        self._say_start(checkpoint, resuming)
 
+    def _build_model(self, checkpoint):
+        """The network from the checkpoint's weights (else ImageNet's), BatchNorm frozen, and its step module."""
         self.model = AFBURR()
         if checkpoint is not None:
-            load_weights(self.model, checkpoint, config.resume)
+            load_weights(self.model, checkpoint, self.config.resume)
         else:
             load_imagenet_weights(self.model)
-        self.model.to(device).train()
+        self.model.to(self.device).train()
         freeze_batchnorm(self.model)
+        self.step_module = ClipLossModule(self.model, self.config.lu, self.config.budget)
+        if self.process.distributed:
+            self.step_module = DistributedDataParallel(
+                self.step_module, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
 
+    def _build_optimizer(self, continued):
+        """AdamW, the gradient scaler and StepLR, restored from the `continued` run's checkpoint if any."""
+        config = self.config
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp)
         self.point = ResumePoint()
-        if resuming:
-            self.point = restore_training_state(checkpoint, config.resume, self.optimizer, self.scaler,
-                                                process, device)
+        if continued is not None:
+            self.point = restore_training_state(continued, config.resume, self.optimizer, self.scaler,
+                                                self.process, self.device)
         # StepLR is a function of the epoch and the optimizer's learning rate, which the optimizer
         # state holds, so it resumes exactly from last_epoch (as released); no state of its own is saved.
         for group in self.optimizer.param_groups:
@@ -237,34 +260,37 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.scheduler_step, gamma=LR_GAMMA,
                                                          last_epoch=self.point.start_epoch - 1)
 
+    def _build_loader(self):
+        """One clip per step; under torchrun each process draws its own share (DistributedSampler)."""
+        process = self.process
         self.sampler = None
         if process.distributed:
             self.sampler = DistributedSampler(self.dataset, num_replicas=process.world_size, rank=process.rank,
                                               shuffle=True, seed=self.seed)
-        self.loader = DataLoader(UserErrorsAsData(self.dataset), batch_size=None, shuffle=self.sampler is None, sampler=self.sampler,
-                                 num_workers=config.workers, pin_memory=device.type == 'cuda')
-        self.step_module = ClipLossModule(self.model, config.lu, config.budget)
-        if process.distributed:
-            self.step_module = DistributedDataParallel(
-                self.step_module, device_ids=[device.index] if device.type == 'cuda' else None)
+        self.loader = DataLoader(UserErrorsAsData(self.dataset), batch_size=None, shuffle=self.sampler is None,
+                                 sampler=self.sampler, num_workers=self.config.workers,
+                                 pin_memory=self.device.type == 'cuda')
 
-        self.log_dir = self.writer = None
-        if config.log and process.is_main:
-            self.log_dir = self.point.log_dir if resuming and self.point.log_dir else new_log_dir(
-                config.log_root, config.level)
-            model_dir = make_writable_folder(os.path.join(self.log_dir, 'model'))
-            remove_stale_temporaries(model_dir)  # a killed run's partial checkpoints (each as large as a whole one)
-            self.writer = SummaryWriter(os.path.join(self.log_dir, 'log'), purge_step=self.point.iteration)
+    def _open_log(self, resuming):
+        """The run's folder (a continued run keeps its own), its model/ folder cleaned, and TensorBoard's writer."""
+        config = self.config
+        self.log_dir = self.point.log_dir if resuming and self.point.log_dir else new_log_dir(
+            config.log_root, config.level)
+        model_dir = make_writable_folder(os.path.join(self.log_dir, 'model'))
+        remove_stale_temporaries(model_dir)  # a killed run's partial checkpoints (each as large as a whole one)
+        self.writer = SummaryWriter(os.path.join(self.log_dir, 'log'), purge_step=self.point.iteration)
 
+    def _say_start(self, checkpoint, resuming):
+        config, process = self.config, self.process
         self.say(f'level {config.level} dataset {config.dataset}: {len(self.dataset)} training items; '
-                 f'device {device}' + (f', {process.world_size} processes' if process.distributed else ''))
+                 f'device {self.device}' + (f', {process.world_size} processes' if process.distributed else ''))
         if checkpoint is None:
             self.say('started from ImageNet weights')
         elif resuming:
             self.say(f'resumed from {config.resume} at epoch {self.point.start_epoch} '
                      f'(best loss {self.point.best_loss:.5f})')
             rng_states = checkpoint.get('rng_states')
-            if rng_states is not None and len(rng_states) != process.world_size:
+            if rng_states is not None and matching_rng_states(checkpoint, process) is None:
                 self.say(f'note: the checkpoint holds random states of {len(rng_states)} processes, this run has '
                          f'{process.world_size}; random generators reseeded from seed {self.seed}')
         else:
@@ -307,7 +333,7 @@ class Trainer:
         with bar, uneven:  # the bar is closed before an error line
             items = itertools.islice(raise_load_failures(self.loader), clips)
             for clip, (frames, masks, obj_n, _) in enumerate(items, 1):
-                if obj_n == 1:  # no object in the clip (rare): nothing to learn from
+                if obj_n == 1:  # no object in the first frame's crops: skipped, no update (as released)
                     bar.update(1)
                     continue
                 result = train_step(self.step_module, self.optimizer, self.scaler, frames.to(self.device),
