@@ -570,5 +570,5 @@ def test_an_unreadable_frame_in_a_loading_worker_is_one_error_line(tmp_path):
                             timeout=RUN_TIMEOUT)
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()[-1:]
-    assert re.fullmatch(rf'error: {re.escape(str(frame_dir))}/\d{{5}}\.jpg: not a readable image \(.*\)', line)
+    assert re.fullmatch(rf'error: {re.escape(str(frame_dir))}/\d{{5}}\.jpg: cannot read image file \(.*\)', line)
     assert 'Traceback' not in result.stderr and 'DataLoader worker' not in result.stderr
