@@ -167,8 +167,9 @@ def score(args, sequences, results_dir, process):
         return
     scored = scoring.score_sequences(results_dir, sequences, protocol, process)
     if scored is not None:
-        print(scoring.format_results_table(*scored))
-        print(f'wrote {os.path.join(results_dir, "global_results-val.csv")} and per-sequence_results-val.csv')
+        objects, summary, csv_paths = scored
+        print(scoring.format_results_table(objects, summary))
+        print('wrote ' + ' and '.join(csv_paths))
 
 
 def run_dataset(args, sequences, model, process):

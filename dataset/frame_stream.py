@@ -198,26 +198,23 @@ def _open_video(path):
     return capture
 
 
-def video_fps(path, default=25.0):
-    """The video's frame rate as its container states it, or `default` when it gives none."""
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video file's container states: its frame rate and frame count."""
+    fps: float                 # the stated rate, or the default when it gives none
+    frame_count: int | None    # may be approximate (for progress bars); None when unknown
+
+
+def probe_video(path, default_fps=25.0):
+    """Open the video once and read the VideoProbe its container states (a UserError if it cannot be opened)."""
     import cv2
     capture = _open_video(path)
     try:
-        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps, count = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
     finally:
         capture.release()
-    return float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default)
-
-
-def video_frame_count(path):
-    """The frame count the container states (may be approximate; for progress bars), 0 if unknown."""
-    import cv2
-    capture = _open_video(path)
-    try:
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    finally:
-        capture.release()
-    return int(count) if count and count > 0 else 0
+    return VideoProbe(float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default_fps),
+                      int(count) if count and count > 0 else None)
 
 
 _END = object()
@@ -235,14 +232,17 @@ class VideoFile:
     size: int | None = None
     object_labels = ()
 
+    def __post_init__(self):
+        self._probe = probe_video(self.path)  # once: the file is checked here, before the model loads
+
     @property
     def fps(self):
-        return video_fps(self.path)
+        return self._probe.fps
 
     @property
     def frame_count(self):
         """The count the container states (for progress bars), None when unknown."""
-        return video_frame_count(self.path) or None
+        return self._probe.frame_count
 
     def frames(self, workers=None):
         """FrameItems decoded by a background thread (`workers` is for folders' decoding processes)."""
