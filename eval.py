@@ -20,8 +20,8 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from dataset.eval_sets import open_video
     from dataset.layouts import dataset_input_folders
     from dataset.levels import LEVELS, VIDEO_MODEL_NAME
-    from model.inference.options import (DEFAULT_BANK_OPTIONS, WORKING_SIZE, BankOptions, bank_option_problem,
-                                         working_size_problem)
+    from model.inference.options import (DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, BankOptions, bank_option_problem,
+                                         size_flag_problem, working_size_of_flag)
     from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
     from model.inference.video_runner import OutputFolders, is_done, segment_video
     from model.network.loading import load_model
@@ -36,11 +36,6 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
 
 def _bank_flag(name, convert):
     return checked(convert, partial(bank_option_problem, name))
-
-
-def _size_problem(value):
-    why = None if value == -1 else working_size_problem(value)
-    return None if why is None else f'{why}, or -1 for the native size'
 
 
 def parse_args(argv=None):
@@ -75,9 +70,7 @@ def parse_args(argv=None):
     added.add_argument('--results', help='with --score-only: folder with <video>/<frame>.png results')
     added.add_argument('--video', help='a video file (MP4/AVI/MOV) or a folder of frames to segment')
     added.add_argument('--mask', help="with --video: the first frame's label mask (palette or grey-level PNG)")
-    added.add_argument('--size', type=checked(int, _size_problem),
-                       help=f'with --video: resize frames so that their shorter side is N pixels (never enlarged; '
-                            f'masks are written at the video\'s size); -1: the native size (default {WORKING_SIZE})')
+    added.add_argument('--size', type=checked(int, size_flag_problem), help=f'with --video: {SIZE_FLAG_HELP}')
     args = parser.parse_args(argv)
     if args.video is None and args.level is None:
         parser.error('one of --level or --video is required')
@@ -107,13 +100,6 @@ def model_name(args):
 def bank_options(args):
     level_rate = LEVELS[args.level].update_rate if args.video is None else DEFAULT_BANK_OPTIONS.update_rate
     return BankOptions(args.budget, level_rate if args.update_rate is None else args.update_rate, args.merge_thres)
-
-
-def working_size(args):
-    """--video's working size: --size, WORKING_SIZE when not given, None (the native size) for -1."""
-    if args.size is None:
-        return WORKING_SIZE
-    return None if args.size == -1 else args.size
 
 
 def results_root(args):
@@ -204,7 +190,8 @@ def evaluate(args):
             score(args, select_sequences(args), args.results, process)
             return
         # Every input, then the output folders, are checked before the model loads.
-        source = open_video(args.video, args.mask, working_size(args)) if args.video else select_sequences(args)
+        source = (open_video(args.video, args.mask, working_size_of_flag(args.size)) if args.video
+                  else select_sequences(args))
         check_output_roots(args)
         name, flag = chosen_device(args.device, args.gpu)
         device = process_device(name, process, flag)
