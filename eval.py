@@ -27,6 +27,7 @@ from utils.distributed import process_group
 from utils.download import resolve_checkpoint
 from utils.files import make_writable_folder
 from utils.names import path_inside, plain_name_problem, refuse_inside
+from utils.run_record import check_run_record, file_digest, write_run_record
 
 
 def _bank_flag(name, convert):
@@ -58,7 +59,8 @@ def parse_args(argv=None):
     added.add_argument('--output', default='output',
                        help='results root (default output); overlays go to OUTPUT/overlay/')
     added.add_argument('--sequences', help='comma-separated subset of the videos to run')
-    added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them)')
+    added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them), also into a results '
+                            'folder of another checkpoint or options (run.json)')
     added.add_argument('--precision', choices=PRECISIONS, default='fp32',
                        help='arithmetic of the network: fp32 (default, the released numerics; no TF32 on CUDA), '
                             'tf32 (CUDA), bf16 (CUDA, or a CPU with bfloat16 instructions) or fp16 (CUDA): faster, '
@@ -135,6 +137,20 @@ def selected_names(sequences):
     return [name for name in sequences.split(',') if name]
 
 
+def run_record(args, checkpoint):
+    """What makes this run's results (utils.run_record): a rerun into the same folder that differs in any entry
+    would mix its results with these, so it is refused."""
+    options = bank_options(args)
+    return {
+        'checkpoint': file_digest(checkpoint),
+        'level': args.level if args.video is None else 'video',
+        'budget': options.budget,
+        'update_rate': options.update_rate,
+        'merge_thres': options.merge_thres,
+        'precision': args.precision,
+    }
+
+
 def select_sequences(args):
     """The level's videos, only those of --sequences when given (the others are not read)."""
     wanted = selected_names(args.sequences) if args.sequences is not None else None
@@ -190,7 +206,14 @@ def evaluate(args):
         check_output_roots(args)
         device = process_device(device_name(args.device, args.gpu), process, '--device' if args.device else '--gpu')
         check_precision(args.precision, device)
-        model = load_model(resolve_checkpoint(args.resume), device)
+        checkpoint = resolve_checkpoint(args.resume)
+        record = run_record(args, checkpoint)
+        if not args.overwrite:
+            check_run_record(results_root(args), record, 'pass --overwrite to replace them, or choose another '
+                                                          '--output (or --prefix)')
+        model = load_model(checkpoint, device)
+        if process.is_main:
+            write_run_record(results_root(args), record)
         start = time.perf_counter()
         if args.video:
             run_video(args, source, model)

@@ -2,6 +2,8 @@
 selections, lists that are not UTF-8, images that would decode wrongly or into gigabytes, frames changing
 size, results of another run in the same folder. Each ends in one 'error: ' line (or one warning line where
 the run can go on) and writes nothing it should not."""
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -21,6 +23,7 @@ from dataset.frame_stream import load_frame_item
 from dataset.scoring import annotation_frame_names
 from dataset.training import DAVISTrain, load_pair
 from tests.conftest import REPO, run_script
+from tests.support.recipe import write_recipe_checkpoint
 from tests.support.synth import moving_shapes, write_davis, write_long_video
 from utils.errors import UserError
 from utils.images import MAX_IMAGE_PIXELS, natural_sorted, rgb_to_tensor
@@ -272,6 +275,7 @@ import torch
 from PIL import Image
 from dataset import frame_stream
 from dataset.eval_sets import open_video
+from tests.support.recipe import write_recipe_checkpoint
 from tests.support.synth import moving_shapes
 from utils.masks import write_label_mask
 
@@ -319,3 +323,39 @@ def test_workers_that_lose_frames_are_replaced_by_decoding_in_process(tmp_path):
     assert result.returncode == 0 and result.stdout == 'frames ok\n', result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith('warning: ')]
     assert len(warnings) == 1 and 'frame-decoding workers failed (DataLoader timed out after 5 seconds)' in warnings[0]
+
+
+# ------------------------------------------------------------------ reruns into the same results folder
+
+def test_a_rerun_with_another_checkpoint_or_options_is_refused(tmp_path, recipe_checkpoint):
+    _, masks = _frame_folder(tmp_path / 'clip', ['00000', '00001'])
+    write_label_mask(tmp_path / 'first.png', masks[0])
+    other_checkpoint = write_recipe_checkpoint(8, tmp_path / 'recipe8.pth')
+    results = tmp_path / 'out' / 'AFB-URR_Video'
+
+    def run(checkpoint, *flags):
+        return run_script('eval.py', '--video', tmp_path / 'clip', '--mask', tmp_path / 'first.png', '--resume',
+                          checkpoint, '--device', 'cpu', '--output', tmp_path / 'out', *flags, check=False)
+
+    assert run(recipe_checkpoint).returncode == 0
+    record = json.loads((results / 'run.json').read_text())
+    assert record == {'checkpoint': 'sha256:' + hashlib.sha256(open(recipe_checkpoint, 'rb').read()).hexdigest(),
+                      'level': 'video', 'budget': 300000, 'update_rate': 0.1, 'merge_thres': 0.95,
+                      'precision': 'fp32'}
+    masks_before = tree(results)
+    advice = 'pass --overwrite to replace them, or choose another --output (or --prefix)'
+
+    result = run(other_checkpoint)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        f"error: {results}: holds the results of another run (checkpoint {record['checkpoint']!r}, now "
+        f"{'sha256:' + hashlib.sha256(open(other_checkpoint, 'rb').read()).hexdigest()!r}); {advice}"]
+    result = run(recipe_checkpoint, '--update-rate', '0.05')
+    assert error_lines(result.stderr) == [
+        f'error: {results}: holds the results of another run (update_rate 0.1, now 0.05); {advice}']
+    assert tree(results) == masks_before
+
+    assert run(recipe_checkpoint).returncode == 0   # the same run again
+    assert run(other_checkpoint, '--overwrite').returncode == 0
+    assert json.loads((results / 'run.json').read_text())['checkpoint'] != record['checkpoint']
+    assert tree(results) != masks_before
