@@ -359,3 +359,15 @@ def test_a_rerun_with_another_checkpoint_or_options_is_refused(tmp_path, recipe_
     assert run(other_checkpoint, '--overwrite').returncode == 0
     assert json.loads((results / 'run.json').read_text())['checkpoint'] != record['checkpoint']
     assert tree(results) != masks_before
+
+
+# ------------------------------------------------------------------ corrupt video files
+
+def test_a_corrupt_mp4_is_one_line_with_ffmpegs_reason(tmp_path, recipe_checkpoint):
+    (tmp_path / 'clip.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' + bytes(range(256)) * 20)
+    write_label_mask(tmp_path / 'first.png', np.ones((32, 48), np.uint8))
+    result = run_script('eval.py', '--video', tmp_path / 'clip.mp4', '--mask', tmp_path / 'first.png',
+                        '--resume', recipe_checkpoint, '--device', 'cpu', '--output', tmp_path / 'out', check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f'error: {tmp_path / "clip.mp4"}: cannot open it as a video (moov atom not found)']
