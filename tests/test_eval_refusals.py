@@ -25,33 +25,10 @@ from dataset.training import DAVISTrain, load_pair
 from tests.conftest import REPO, run_script
 from tests.support.recipe import write_recipe_checkpoint
 from tests.support.synth import moving_shapes, write_davis, write_long_video
+from tests.test_bad_input import davis, eval_flags, one_error_line  # noqa: F401 (davis: a fixture)
 from utils.errors import UserError
 from utils.images import MAX_IMAGE_PIXELS, natural_sorted, rgb_to_tensor
 from utils.masks import write_label_mask
-
-
-@pytest.fixture(scope='module')
-def davis(tmp_path_factory):
-    """A DAVIS layout of two sequences, and a file that is no checkpoint (a run that got to loading the
-    model would stop at it with another message)."""
-    root = tmp_path_factory.mktemp('davis')
-    for i in range(2):
-        frames, masks = moving_shapes(i, 3, 32, 48, 1)
-        write_davis(str(root / 'DAVIS'), f'seq{i}', frames, masks)
-    (root / 'not_a_checkpoint.pth').write_text('not weights')
-    return root
-
-
-def eval_flags(davis, output):
-    return ['--level', '1', '--dataset', str(davis / 'DAVIS'), '--resume', str(davis / 'not_a_checkpoint.pth'),
-            '--device', 'cpu', '--output', str(output)]
-
-
-def one_error_line(capsys):
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), err
-    return lines[0]
 
 
 def tree(folder):
@@ -275,6 +252,7 @@ import torch
 from PIL import Image
 from dataset import frame_stream
 from dataset.eval_sets import open_video
+from tests.test_bad_input import davis, eval_flags, one_error_line  # noqa: F401 (davis: a fixture)
 from tests.support.recipe import write_recipe_checkpoint
 from tests.support.synth import moving_shapes
 from utils.masks import write_label_mask
