@@ -16,7 +16,9 @@ import contextlib
 import functools
 import os
 import queue
+import re
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -186,15 +188,40 @@ def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
 
 # ---------------------------------------------------------------- video files
 
+_FFMPEG_PREFIX = re.compile(r'^\[[^\]]* @ 0x[0-9a-f]+\] ')
+
+
+@contextlib.contextmanager
+def _library_messages():
+    """Yield a list that gets, after the block, the lines C libraries (cv2's ffmpeg) wrote to stderr within it,
+    instead of the terminal: a file that cannot be opened is reported in our one line, with ffmpeg's reason."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    lines = []
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines.extend(_FFMPEG_PREFIX.sub('', line).strip()
+                         for line in capture.read().decode(errors='replace').splitlines() if line.strip())
+
+
 def _open_video(path):
     import cv2
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f'{path}: video file not found')
-    capture = cv2.VideoCapture(path)
-    if not capture.isOpened():
+    with _library_messages() as messages:
+        capture = cv2.VideoCapture(path)
+        opened = capture.isOpened()
+    if not opened:
         capture.release()
-        raise UserError(f'{path}: cannot open it as a video (unknown format or codec)')
+        reason = messages[-1] if messages else 'unknown format or codec'
+        raise UserError(f'{path}: cannot open it as a video ({reason})')
     return capture
 
 
