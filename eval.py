@@ -32,6 +32,7 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from utils.download import resolve_checkpoint
     from utils.files import make_writable_folder
     from utils.names import path_inside, plain_name_problem, refuse_inside
+    from utils.run_record import check_run_record, file_digest, write_run_record
 
 
 def _bank_flag(name, convert):
@@ -62,7 +63,9 @@ def parse_args(argv=None):
     added.add_argument('--output', default='output',
                        help='results root (default output); overlays go to OUTPUT/overlay/')
     added.add_argument('--sequences', help='comma-separated subset of the videos to run')
-    added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them)')
+    added.add_argument('--overwrite', action='store_true',
+                       help='redo videos whose outputs are all written (default: skip them), also into a results '
+                            'folder of another checkpoint or options (run.json)')
     added.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_HELP)
     add_workers_flag(added, 'frame-decoding worker processes per video', default=2)
     added.add_argument('--score', action='store_true', help='score the results against the annotations (DAVIS protocol)')
@@ -138,6 +141,21 @@ def selected_names(sequences):
     return [name for name in sequences.split(',') if name]
 
 
+def run_record(args, checkpoint):
+    """What makes this run's results (utils.run_record): a rerun into the same folder that differs in any entry
+    would mix its results with these, so it is refused."""
+    options = bank_options(args)
+    return {
+        'checkpoint': file_digest(checkpoint),
+        'level': args.level if args.video is None else 'video',
+        'budget': options.budget,
+        'update_rate': options.update_rate,
+        'merge_thres': options.merge_thres,
+        'precision': args.precision,
+        'size': working_size_of_flag(args.size) if args.video else None,  # None: the level's released sizes
+    }
+
+
 def select_sequences(args):
     """The level's videos, only those of --sequences when given (the others are not read)."""
     wanted = selected_names(args.sequences) if args.sequences is not None else None
@@ -153,8 +171,9 @@ def score(args, sequences, results_dir, process):
         return
     scored = scoring.score_sequences(results_dir, sequences, protocol, process)
     if scored is not None:
-        print(scoring.format_results_table(*scored))
-        print(f'wrote {os.path.join(results_dir, "global_results-val.csv")} and per-sequence_results-val.csv')
+        objects, summary, csv_paths = scored
+        print(scoring.format_results_table(objects, summary))
+        print('wrote ' + ' and '.join(csv_paths))
 
 
 def run_dataset(args, sequences, model, process):
@@ -195,7 +214,14 @@ def evaluate(args):
         name, flag = chosen_device(args.device, args.gpu)
         device = process_device(name, process, flag)
         check_precision(args.precision, device)
-        model = load_model(resolve_checkpoint(args.resume), device)
+        checkpoint = resolve_checkpoint(args.resume)
+        record = run_record(args, checkpoint)
+        if not args.overwrite:
+            check_run_record(results_root(args), record, 'pass --overwrite to replace them, or choose another '
+                                                          '--output (or --prefix)')
+        model = load_model(checkpoint, device)
+        if process.is_main:
+            write_run_record(results_root(args), record)
         start = time.perf_counter()
         if args.video:
             run_video(args, source, model)
