@@ -152,7 +152,8 @@ def test_training_frames_run_in_number_order(tmp_path):
     root = tmp_path / 'DAVIS'
     frames, masks = moving_shapes(0, 3, 32, 48, 1)
     write_davis(str(root), 'seq', frames, masks, split='train')
-    for folder, ext in ((root / 'JPEGImages' / '480p' / 'seq', '.jpg'), (root / 'Annotations' / '480p' / 'seq', '.png')):
+    for folder, ext in ((root / 'JPEGImages' / '480p' / 'seq', '.jpg'),
+                        (root / 'Annotations' / '480p' / 'seq', '.png')):
         for t, name in enumerate(('0', '5', '10')):
             os.rename(folder / f'{t:05d}{ext}', folder / f'{name}{ext}')
     [(_, files)] = DAVISTrain(str(root)).videos
