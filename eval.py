@@ -13,21 +13,26 @@ import sys
 import time
 from functools import partial
 
-from dataset import scoring
-from dataset.eval_sets import open_video
-from dataset.layouts import dataset_input_folders
-from dataset.levels import LEVELS, VIDEO_MODEL_NAME
-from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
-from model.inference.precision import PRECISIONS, check_precision
-from model.inference.video_runner import OutputFolders, is_done, segment_video
-from model.network.loading import load_model
-from utils.cli import OneLineParser, at_least, checked, run_command
-from utils.device import device_name, process_device
-from utils.distributed import process_group
-from utils.download import resolve_checkpoint
-from utils.files import make_writable_folder
-from utils.names import path_inside, plain_name_problem, refuse_inside
-from utils.run_record import check_run_record, file_digest, write_run_record
+from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset import scoring
+    from dataset.eval_sets import open_video
+    from dataset.layouts import dataset_input_folders
+    from dataset.levels import LEVELS, VIDEO_MODEL_NAME
+    from model.inference.options import (DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, BankOptions, bank_option_problem,
+                                         size_flag_problem, working_size_of_flag)
+    from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
+    from model.inference.video_runner import OutputFolders, is_done, segment_video
+    from model.network.loading import load_model
+    from utils.common_flags import (CHECKPOINT_CHOICES, add_device_flags, add_resume_flag, add_workers_flag,
+                                    chosen_device)
+    from utils.device import process_device
+    from utils.distributed import process_group
+    from utils.download import resolve_checkpoint
+    from utils.files import make_writable_folder
+    from utils.names import path_inside, plain_name_problem, refuse_inside
+    from utils.run_record import check_run_record, file_digest, write_run_record
 
 
 def _bank_flag(name, convert):
@@ -37,7 +42,6 @@ def _bank_flag(name, convert):
 def parse_args(argv=None):
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     released = parser.add_argument_group('released flags')
-    released.add_argument('--gpu', type=int, help='GPU index; -1 runs on the CPU (default: GPU 0 if CUDA is present, else the CPU)')
     released.add_argument('--level', type=int, choices=sorted(LEVELS),
                           help='1: DAVIS 2017 val, 2: YouTube-VOS 2018 valid, 3: long videos / your own videos')
     released.add_argument('--budget', type=_bank_flag('budget', int),
@@ -45,7 +49,7 @@ def parse_args(argv=None):
                           help='feature bank budget over all objects (default %(default)s)')
     released.add_argument('--viz', action='store_true', help='also write overlays and an overlay MP4 per video')
     released.add_argument('--dataset', help='dataset root folder')
-    released.add_argument('--resume', help='checkpoint: a path, a URL, or pretrain / davis17 / youtube18')
+    add_resume_flag(released, 'checkpoint')
     released.add_argument('--prefix', type=checked(str, plain_name_problem),
                           help='appended to the output folder name as _PREFIX (one plain name)')
     released.add_argument('--update-rate', type=_bank_flag('update_rate', float),
@@ -55,23 +59,21 @@ def parse_args(argv=None):
                           default=DEFAULT_BANK_OPTIONS.merge_thres,
                           help='cosine similarity above which features merge, in [-1, 1] (default %(default)s)')
     added = parser.add_argument_group('added flags')
-    added.add_argument('--device', help='cpu, cuda or cuda:N (overrides --gpu)')
+    add_device_flags(released, added)
     added.add_argument('--output', default='output',
                        help='results root (default output); overlays go to OUTPUT/overlay/')
     added.add_argument('--sequences', help='comma-separated subset of the videos to run')
-    added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them), also into a results '
+    added.add_argument('--overwrite', action='store_true',
+                       help='redo videos whose outputs are all written (default: skip them), also into a results '
                             'folder of another checkpoint or options (run.json)')
-    added.add_argument('--precision', choices=PRECISIONS, default='fp32',
-                       help='arithmetic of the network: fp32 (default, the released numerics; no TF32 on CUDA), '
-                            'tf32 (CUDA), bf16 (CUDA, or a CPU with bfloat16 instructions) or fp16 (CUDA): faster, '
-                            'results differ slightly')
-    added.add_argument('--workers', type=checked(int, at_least(0)), default=2,
-                       help='frame-decoding worker processes per video (default 2)')
+    added.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_HELP)
+    add_workers_flag(added, 'frame-decoding worker processes per video', default=2)
     added.add_argument('--score', action='store_true', help='score the results against the annotations (DAVIS protocol)')
     added.add_argument('--score-only', action='store_true', help='only score an existing --results folder against --dataset')
     added.add_argument('--results', help='with --score-only: folder with <video>/<frame>.png results')
     added.add_argument('--video', help='a video file (MP4/AVI/MOV) or a folder of frames to segment')
     added.add_argument('--mask', help="with --video: the first frame's label mask (palette or grey-level PNG)")
+    added.add_argument('--size', type=checked(int, size_flag_problem), help=f'with --video: {SIZE_FLAG_HELP}')
     args = parser.parse_args(argv)
     if args.video is None and args.level is None:
         parser.error('one of --level or --video is required')
@@ -80,10 +82,12 @@ def parse_args(argv=None):
     if args.video is not None and (args.score or args.score_only):
         parser.error('--score: a --video has no ground truth to score against; lay the video out as a long '
                      'video with its annotations and use --level 3 --score')
+    if args.size is not None and args.video is None:
+        parser.error('--size is for --video: the --level protocols run at their released frame sizes')
     if args.video is None and not args.dataset:
         parser.error('--dataset is required with --level')
     if not args.score_only and not args.resume:
-        parser.error('--resume is required (a checkpoint path, URL, or pretrain / davis17 / youtube18)')
+        parser.error(f'--resume is required ({CHECKPOINT_CHOICES})')
     if args.sequences is not None and not selected_names(args.sequences):
         parser.error(f'--sequences {args.sequences!r}: names no video; give comma-separated video names')
     if args.score_only and not args.results:
@@ -148,6 +152,7 @@ def run_record(args, checkpoint):
         'update_rate': options.update_rate,
         'merge_thres': options.merge_thres,
         'precision': args.precision,
+        'size': working_size_of_flag(args.size) if args.video else 'released',  # None: the native size
     }
 
 
@@ -166,8 +171,9 @@ def score(args, sequences, results_dir, process):
         return
     scored = scoring.score_sequences(results_dir, sequences, protocol, process)
     if scored is not None:
-        print(scoring.format_results_table(*scored))
-        print(f'wrote {os.path.join(results_dir, "global_results-val.csv")} and per-sequence_results-val.csv')
+        objects, summary, csv_paths = scored
+        print(scoring.format_results_table(objects, summary))
+        print('wrote ' + ' and '.join(csv_paths))
 
 
 def run_dataset(args, sequences, model, process):
@@ -202,9 +208,11 @@ def evaluate(args):
             score(args, select_sequences(args), args.results, process)
             return
         # Every input, then the output folders, are checked before the model loads.
-        source = open_video(args.video, args.mask) if args.video else select_sequences(args)
+        source = (open_video(args.video, args.mask, working_size_of_flag(args.size)) if args.video
+                  else select_sequences(args))
         check_output_roots(args)
-        device = process_device(device_name(args.device, args.gpu), process, '--device' if args.device else '--gpu')
+        name, flag = chosen_device(args.device, args.gpu)
+        device = process_device(name, process, flag)
         check_precision(args.precision, device)
         checkpoint = resolve_checkpoint(args.resume)
         record = run_record(args, checkpoint)

@@ -12,30 +12,34 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from dataset.training import training_dataset
-from model.training.config import TrainingConfig, continued_config
-from model.training.trainer import train
-from utils.checkpoint import read_checkpoint
-from utils.cli import OneLineParser, run_command
-from utils.device import device_name, select_device
-from utils.download import resolve_checkpoint
-from utils.files import make_writable_folder
+from utils.cli import OneLineParser, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset.training import TRAINING_LEVELS, training_dataset, training_level
+    from model.training.config import TrainingConfig, continued_config
+    from model.training.trainer import train
+    from utils.checkpoint import read_checkpoint
+    from utils.common_flags import add_device_flags, add_resume_flag, add_workers_flag, chosen_device
+    from utils.device import select_device
+    from utils.download import resolve_checkpoint
+    from utils.files import make_writable_folder
 
 DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
+
+
+def level_default(name):
+    """A clip setting's default for --help: the levels' values (one where they agree)."""
+    return ' / '.join(sorted({str(getattr(level, name)) for level in TRAINING_LEVELS.values()}))
 
 
 def parse_args(argv=None):
     """The flags given on the command line only (absent ones are not in the namespace)."""
     parser = OneLineParser(description=__doc__.split('\n\n')[0], argument_default=argparse.SUPPRESS)
-    parser.add_argument('--gpu', type=int,
-                        help='CUDA device index; -1 trains on the CPU (default: GPU 0 if CUDA is present, else the CPU)')
-    parser.add_argument('--device',
-                        help='auto, cpu, cuda or cuda:N; overrides --gpu (under torchrun CUDA means cuda:LOCAL_RANK)')
-    parser.add_argument('--dataset', required=True,
-                        help='dataset root: the pretrain folder (level 0), DAVIS 2017 (1) '
-                             'or YouTube-VOS 2018 train (2)')
-    parser.add_argument('--level', type=int, required=True, choices=(0, 1, 2),
-                        help='0: pretrain on static images, 1: DAVIS 2017, 2: YouTube-VOS 2018')
+    add_device_flags(parser)
+    parser.add_argument('--dataset', required=True, help='dataset root: ' + ', '.join(
+        f'{level.dataset_root} ({number})' for number, level in TRAINING_LEVELS.items()))
+    parser.add_argument('--level', type=int, required=True, choices=sorted(TRAINING_LEVELS), help=', '.join(
+        f'{number}: {level.subject}' for number, level in TRAINING_LEVELS.items()))
     parser.add_argument('--seed', type=int,
                         help=f'random seed; negative takes it from the clock (default: {DEFAULTS["seed"]}, as released); '
                              'resuming without --new keeps the checkpoint\'s')
@@ -46,9 +50,7 @@ def parse_args(argv=None):
     parser.add_argument('--lr', type=float, help=f'AdamW learning rate (default: {DEFAULTS["lr"]})')
     parser.add_argument('--lu', type=float,
                         help=f'weight of the uncertainty term in the loss (default: {DEFAULTS["lu"]})')
-    parser.add_argument('--resume',
-                        help='checkpoint to start from: a path, an http(s) URL, or pretrain / davis17 / youtube18; '
-                             'replaces the ImageNet initialisation')
+    add_resume_flag(parser, 'checkpoint to start from instead of the ImageNet weights')
     parser.add_argument('--new', action='store_true',
                         help='with --resume: take only the weights and start a new run at epoch 0')
     parser.add_argument('--scheduler-step', type=int,
@@ -57,15 +59,14 @@ def parse_args(argv=None):
                         help=f'train until this many epochs are done (default: {DEFAULTS["total_epochs"]})')
     parser.add_argument('--budget', type=int, help=f'feature bank size, in features (default: {DEFAULTS["budget"]})')
     parser.add_argument('--obj-n', type=int,
-                        help=f'objects per clip, background included (default: {DEFAULTS["obj_n"]})')
-    parser.add_argument('--clip-n', type=int, help=f'frames per clip (default: {DEFAULTS["clip_n"]})')
+                        help=f'objects per clip, background included (default: {level_default("obj_n")})')
+    parser.add_argument('--clip-n', type=int, help=f'frames per clip (default: {level_default("clip_n")})')
     parser.add_argument('--output-size', type=int,
-                        help=f'side of the square training crops, a multiple of 16 (default: {DEFAULTS["output_size"]})')
+                        help=f'side of the square training crops, a multiple of 16 (default: {level_default("output_size")})')
     parser.add_argument('--max-iters', type=int,
                         help='at most this many clips per epoch (per process under torchrun); '
                              'default: one clip per video or image')
-    parser.add_argument('--workers', type=int,
-                        help=f'DataLoader worker processes, per process (default: {DEFAULTS["workers"]})')
+    add_workers_flag(parser, 'DataLoader worker processes, per process', DEFAULTS['workers'])
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (float16 autocast and gradient scaling); CUDA only')
     return vars(parser.parse_args(argv))
@@ -74,8 +75,7 @@ def parse_args(argv=None):
 def run_config(given):
     """(TrainingConfig, checkpoint dict or None) for the given flags; notes on stderr for a continued run."""
     given = dict(given)
-    flag = '--device' if 'device' in given else '--gpu'
-    given['device'] = device_name(given.pop('device', None), given.pop('gpu', None))
+    given['device'], flag = chosen_device(given.pop('device', None), given.pop('gpu', None))
     select_device(given['device'], flag)  # a GPU asked for but absent is named by the flag that asked
     config = TrainingConfig(**given)  # checks every given flag before a checkpoint is downloaded or read
     if config.log:
@@ -95,6 +95,9 @@ def run_config(given):
 
 def run(given):
     config, checkpoint = run_config(given)
+    # The level's clip settings, for the flags neither given nor saved: the run's checkpoints save them.
+    config = replace(config, **training_level(config.level).clip_settings(config.output_size, config.clip_n,
+                                                                          config.obj_n))
     dataset = training_dataset(config.level, config.dataset, output_size=config.output_size,
                                clip_n=config.clip_n, obj_n=config.obj_n)
     train(config, dataset, checkpoint)
@@ -102,8 +105,8 @@ def run(given):
 
 def main(argv=None):
     given = parse_args(argv)
-    return run_command(lambda: run(given), 'with --log, the checkpoints of finished epochs are kept; continue '
-                                           'the run with --resume <run folder>/model/final.pth')
+    # An interrupted Trainer says which checkpoints are kept; before it runs, none of this run's are written.
+    return run_command(lambda: run(given), 'training had not started; run the same command again')
 
 if __name__ == '__main__':
     sys.exit(main())

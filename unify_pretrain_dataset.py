@@ -1,16 +1,19 @@
 """Convert one static-image set (MSRA10K, ECSSD, PASCAL-S, PASCALVOC2012, COCO) into the
 pretraining layout: DST/JPEGImages/NAME/*.jpg|png and DST/Annotations/NAME/*.png.
 
-    python unify_pretrain_dataset.py --name ECSSD --src /data/ECSSD --dst /data/pretrain --worker 8
+    python unify_pretrain_dataset.py --name ECSSD --src /data/ECSSD --dst /data/pretrain --workers 8
 
 Existing outputs are kept, so an interrupted run can simply be started again.
 """
 import os
 import sys
 
-from dataset.layouts import PRETRAIN_SETS
-from dataset.unify import load_palette, unify
-from utils.cli import OneLineParser, at_least, checked, run_command
+from utils.cli import OneLineParser, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset.layouts import PRETRAIN_SETS
+    from dataset.unify import load_palette, unify
+    from utils.common_flags import add_workers_flag
 
 
 def parse_args(argv=None):
@@ -21,13 +24,13 @@ def parse_args(argv=None):
     parser.add_argument('--palette', default=None,
                         help='indexed PNG whose palette the masks get (default: the DAVIS palette, '
                              'as in assets/mask_palette.png)')
-    parser.add_argument('--worker', type=checked(int, at_least(1)), default=min(8, os.cpu_count() or 1),
-                        help='parallel processes (default: %(default)s)')
+    add_workers_flag(parser, 'parallel processes', default=min(8, os.cpu_count() or 1), minimum=1,
+                     aliases=('--worker',))  # --worker: the released spelling
     return parser.parse_args(argv)
 
 
 def convert(args):
-    summary = unify(args.name, args.src, args.dst, palette=load_palette(args.palette), workers=args.worker)
+    summary = unify(args.name, args.src, args.dst, palette=load_palette(args.palette), workers=args.workers)
     for line in summary.report():
         print(line)
 

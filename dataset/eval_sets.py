@@ -41,6 +41,7 @@ class Sequence:
     frames_to_write: set[int] | None = None   # YouTube-VOS: indices of the frames listed in meta.json; None: all
     annotation_dir: str | None = None         # ground truth for scoring (DAVIS, long videos)
     resize_height: int | None = None          # 495 for YouTube-VOS
+    working_size: int | None = None           # your own video: utils.images.working_size; None: the native size
     fps = FOLDER_FPS
 
     def __len__(self):
@@ -125,8 +126,9 @@ def long_video_sequences(root, wanted=None):
     return [_first_mask_sequence(*video) for video in long_videos(root, wanted)]
 
 
-def frame_folder_sequence(folder, mask_path, name=None):
-    """A plain folder of .jpg/.png frames (in natural order of names) whose first frame's mask is `mask_path`."""
+def frame_folder_sequence(folder, mask_path, name=None, size=None):
+    """A plain folder of .jpg/.png frames (in natural order of names) whose first frame's mask is `mask_path`,
+    segmented at the working size `size` (None: the native size)."""
     folder = os.fspath(folder)
     paths, stems = list_frames(folder, 'video')
     mask_path = os.fspath(mask_path)
@@ -134,18 +136,19 @@ def frame_folder_sequence(folder, mask_path, name=None):
         raise UserError(f'{mask_path}: first-frame mask not found (it gives the objects of frame {paths[0]})')
     check_first_mask(mask_path)
     name = name or os.path.basename(os.path.normpath(os.path.abspath(folder)))
-    return Sequence(name=name, frame_paths=paths, frame_names=stems, given_masks={0: mask_path})
+    return Sequence(name=name, frame_paths=paths, frame_names=stems, given_masks={0: mask_path}, working_size=size)
 
 
-def open_video(path, mask_path):
-    """Your own video: a folder of frames (a Sequence) or a video file (a VideoFile), named after the path."""
+def open_video(path, mask_path, size=None):
+    """Your own video: a folder of frames (a Sequence) or a video file (a VideoFile), named after the path, to
+    segment at the working size `size` (utils.images.working_size; None: the native size)."""
     name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
     if os.path.isdir(path):
-        return frame_folder_sequence(path, mask_path, name=name)
+        return frame_folder_sequence(path, mask_path, name=name, size=size)
     if not os.path.isfile(mask_path):
         raise UserError(f'{mask_path}: first-frame mask not found (it gives the objects of {path})')
     check_first_mask(mask_path)
-    return VideoFile(path, mask_path, name)
+    return VideoFile(path, mask_path, name, size)
 
 
 def _load_meta(meta_path):

@@ -1,7 +1,8 @@
 """Frames decoded ahead of the model, one at a time, never the whole video in memory.
 
     for item in stream_frames(sequence, workers=2, prefetch=4):
-        item.frame     # float32 (3, h, w) in [0, 1], resized to height 495 for YouTube-VOS
+        item.frame     # float32 (3, h, w) in [0, 1], resized to height 495 for YouTube-VOS, to the working size
+                       # (utils.images.working_size) for your own videos
         item.given     # uint8 (h, w) label mask of the objects given at this frame, or None
 
 `stream_frames` reads a `Sequence` (dataset/eval_sets.py) with a torch DataLoader
@@ -28,14 +29,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from model.inference.propagation import FrameItem
 from utils.errors import UserError
-from utils.images import opened_image, read_rgb, rgb_to_tensor
+from utils.images import at_working_size, opened_image, read_rgb, resize_labels, rgb_to_tensor
+from utils.loader_errors import UserErrorsAsData, raise_load_failures
 from utils.masks import object_labels_of, read_label_mask
-
-
-@dataclass
-class _Failure:
-    """A worker's UserError, sent back as data so the message reaches the caller unwrapped."""
-    message: str
 
 
 def resized_size(height, width, resize_height):
@@ -72,8 +68,9 @@ def load_frame_item(sequence, index):
     if (new_h, new_w) != (height, width):
         image = image.resize((new_w, new_h), Image.BICUBIC)
         if given is not None:
-            given = np.array(Image.fromarray(given).resize((new_w, new_h), Image.NEAREST), np.uint8)
-    return FrameItem(index=index, name=sequence.frame_names[index], frame=rgb_to_tensor(np.array(image)),
+            given = resize_labels(given, (new_h, new_w))
+    frame, given, _ = at_working_size(rgb_to_tensor(np.array(image)), given, sequence.working_size)
+    return FrameItem(index=index, name=sequence.frame_names[index], frame=frame,
                      given=given, given_labels=given_labels, original_size=(height, width))
 
 
@@ -86,10 +83,7 @@ class _FrameDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i):
-        try:
-            return load_frame_item(self.sequence, self.indices[i])
-        except UserError as error:
-            return _Failure(str(error))
+        return load_frame_item(self.sequence, self.indices[i])
 
 
 def _keep(item):
@@ -149,9 +143,9 @@ def _loader_items(dataset, workers, prefetch):
     options = dict(batch_size=None, collate_fn=_keep, num_workers=workers, persistent_workers=False)
     if workers > 0:
         options.update(prefetch_factor=max(1, prefetch), timeout=WORKER_TIMEOUT_S)
-    iterator = iter(DataLoader(dataset, **options))
+    iterator = iter(DataLoader(UserErrorsAsData(dataset), **options))
     try:
-        yield from iterator
+        yield from raise_load_failures(iterator)
     finally:
         shutdown = getattr(iterator, '_shutdown_workers', None)
         if shutdown is not None:
@@ -182,11 +176,9 @@ def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
     while next_index < stop:
         try:
             for item in _loader_items(_FrameDataset(sequence, range(next_index, stop)), workers, prefetch):
-                if isinstance(item, _Failure):
-                    raise UserError(item.message)
                 yield one_size.check(item)
                 next_index = item.index + 1
-        except RuntimeError as error:  # the loader's own machinery: our errors come back as _Failure
+        except RuntimeError as error:  # the loader's own machinery: our errors come back as LoadFailure items
             if workers == 0:
                 raise
             _warn(f'frame-decoding workers failed ({error}); decoding in the main process from here on (slower): '
@@ -233,26 +225,23 @@ def _open_video(path):
     return capture
 
 
-def video_fps(path, default=25.0):
-    """The video's frame rate as its container states it, or `default` when it gives none."""
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video file's container states: its frame rate and frame count."""
+    fps: float                 # the stated rate, or the default when it gives none
+    frame_count: int | None    # may be approximate (for progress bars); None when unknown
+
+
+def probe_video(path, default_fps=25.0):
+    """Open the video once and read the VideoProbe its container states (a UserError if it cannot be opened)."""
     import cv2
     capture = _open_video(path)
     try:
-        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps, count = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
     finally:
         capture.release()
-    return float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default)
-
-
-def video_frame_count(path):
-    """The frame count the container states (may be approximate; for progress bars), 0 if unknown."""
-    import cv2
-    capture = _open_video(path)
-    try:
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    finally:
-        capture.release()
-    return int(count) if count and count > 0 else 0
+    return VideoProbe(float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default_fps),
+                      int(count) if count and count > 0 else None)
 
 
 _END = object()
@@ -260,24 +249,31 @@ _END = object()
 
 @dataclass
 class VideoFile:
-    """A video file to segment as one video (the --video reader); frame 0's objects are given by `mask_path`."""
+    """A video file to segment as one video (the --video reader); frame 0's objects are given by `mask_path`.
+
+    Frames are resized to the working size `size` (utils.images.working_size; None: the native size).
+    """
     path: str
     mask_path: str
     name: str
+    size: int | None = None
     object_labels = ()
+
+    def __post_init__(self):
+        self._probe = probe_video(self.path)  # once: the file is checked here, before the model loads
 
     @property
     def fps(self):
-        return video_fps(self.path)
+        return self._probe.fps
 
     @property
     def frame_count(self):
         """The count the container states (for progress bars), None when unknown."""
-        return video_frame_count(self.path) or None
+        return self._probe.frame_count
 
     def frames(self, workers=None):
         """FrameItems decoded by a background thread (`workers` is for folders' decoding processes)."""
-        return stream_video_file(self.path, self.mask_path)
+        return stream_video_file(self.path, self.mask_path, size=self.size)
 
     def writes(self, index):
         return True
@@ -287,23 +283,62 @@ class VideoFile:
         return None
 
 
-def stream_video_file(path, given_mask_path, prefetch=8):
+def read_video_frames(path, start=0):
+    """Yield (index, RGB uint8 (H, W, 3)) for the frames of a video file from frame `start` on, decoded with cv2.
+
+    The frames before `start` are decoded but not converted. UserError when no frame decodes at all.
+    """
+    import cv2
+    capture = _open_video(path)
+    try:
+        index = 0
+        while True:
+            if index < start:
+                ok = capture.grab()
+            else:
+                ok, bgr = capture.read()
+            if not ok:
+                if index == 0:
+                    raise UserError(f'{path}: no frame could be decoded (empty or corrupt video)')
+                return
+            if index >= start:
+                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+
+
+def stream_video_file(path, given_mask_path, prefetch=8, size=None):
     """Yield FrameItems of a video file decoded with cv2 in a background thread.
 
     Frame names are `%05d` of the frame number (from 0); frame 0's given mask is the
-    label PNG `given_mask_path`. Up to `prefetch` frames are decoded ahead.
+    label PNG `given_mask_path`. Up to `prefetch` frames are decoded ahead, resized there to
+    the working size `size` (None: the native size).
     """
     path = os.fspath(path)
     given_mask_path = os.fspath(given_mask_path)
     _open_video(path).release()  # checked now, not at the first next()
     if not os.path.isfile(given_mask_path):
         raise UserError(f'{given_mask_path}: first-frame mask not found (it gives the objects of {path})')
-    return _video_items(path, given_mask_path, prefetch)
+    return _with_first_mask(stream_video_frames(path, prefetch, size=size), path, given_mask_path)
 
 
-def _video_items(path, given_mask_path, prefetch):
-    import cv2
-    capture = _open_video(path)
+def _with_first_mask(items, path, given_mask_path):
+    """The items with frame 0's given mask, read at the frame's own size and brought to its working size."""
+    with contextlib.closing(items):
+        for item in items:
+            if item.index == 0:
+                working = tuple(item.frame.shape[-2:])
+                given, item.given_labels = read_given_mask(given_mask_path, path, item.original_size or working)
+                item.given = given if item.original_size is None else resize_labels(given, working)
+            yield item
+
+
+def stream_video_frames(path, prefetch=8, start=0, size=None):
+    """Yield FrameItems (no given masks) of a video file from frame `start` on, decoded by a background thread
+    up to `prefetch` frames ahead and resized there to the working size `size` (None: the native size); names
+    are `%05d` of the frame number."""
+    path = os.fspath(path)
     frames = queue.Queue(maxsize=max(1, prefetch))
     stopping = threading.Event()
 
@@ -317,28 +352,17 @@ def _video_items(path, given_mask_path, prefetch):
         return False
 
     def decode():
+        decoded = read_video_frames(path, start)
         try:
-            index = 0
-            while not stopping.is_set():
-                ok, bgr = capture.read()
-                if not ok:
-                    if index == 0:
-                        raise UserError(f'{path}: no frame could be decoded (empty or corrupt video)')
-                    break
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                given, given_labels = None, ()
-                if index == 0:
-                    given, given_labels = read_given_mask(given_mask_path, path, rgb.shape[:2])
-                item = FrameItem(index=index, name=f'{index:05d}', frame=rgb_to_tensor(rgb), given=given,
-                                 given_labels=given_labels)
-                if not put(item):
+            for index, rgb in decoded:
+                frame, _, original_size = at_working_size(rgb_to_tensor(rgb), None, size)
+                if not put(FrameItem(index=index, name=f'{index:05d}', frame=frame, original_size=original_size)):
                     return
-                index += 1
             put(_END)
         except BaseException as error:  # handed to the consumer, raised there
             put(error)
         finally:
-            capture.release()
+            decoded.close()
 
     thread = threading.Thread(target=decode, name=f'decode {os.path.basename(path)}', daemon=True)
     thread.start()

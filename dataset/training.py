@@ -4,8 +4,8 @@ Every dataset item is ``(frames, masks, obj_n, info)``:
   frames  float32 (clip_n, 3, S, S), RGB in [0, 1] (torchvision's to_tensor);
   masks   float32 (clip_n, obj_n, S, S), one-hot: channel 0 background (void
           and unchosen objects included), channel i the i-th chosen object;
-  obj_n   int, chosen objects + 1 (1 only when no clip with an object was found
-          in `max_retries` tries; the trainer skips such clips);
+  obj_n   int, chosen objects + 1 (1 when no clip with an object was found in
+          `max_retries` draws; the trainer skips such clips);
   info    dict: 'name' (video, or 'SET/image' for pretrain), 'frames' (the
           clip's frame indices into the video's frame list, in natural order; pretrain
           repeats index 0), 'objects' (the chosen label ids, in channel order).
@@ -17,14 +17,16 @@ Frames after the first get colour jitter and a random affine (pretrain also a
 horizontal flip); every frame gets a random resized crop to S, which the video
 levels retry up to 10 times until it holds a pixel of an object (on the first
 frame any object, on later frames a chosen one). Objects are chosen, up to
-obj_n - 1, among those in the first frame's crop; a clip whose first frame has
-none is sampled again.
+obj_n - 1, among those in the first frame's crop. A clip whose first frame has
+none comes back with obj_n 1 and the trainer skips it, no update, as the released
+loop does (`max_retries` above 1 draws other clips instead, up to that many).
 
 Frame and object choices use Python's `random`; transform parameters use
 torch's RNG. Seeding both (and numpy) makes items reproducible.
 """
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -179,7 +181,7 @@ class DAVISTrain(_VideoDataset):
     Every frame must have its mask (same names); otherwise a UserError names the folder.
     """
 
-    def __init__(self, root, output_size=400, clip_n=6, obj_n=3, split='train', max_retries=100):
+    def __init__(self, root, output_size, clip_n, obj_n, split='train', max_retries=1):
         super().__init__(output_size, clip_n, obj_n, max_retries, crop_scale=(0.8, 1.0), hue=0.02)
         self.root = root
         for name, image_dir, mask_dir in davis_split(root, split):
@@ -207,7 +209,7 @@ class YouTubeTrain(_VideoDataset):
     message, and so is a video left with no pair.
     """
 
-    def __init__(self, root, output_size=400, clip_n=6, obj_n=3, max_retries=100):
+    def __init__(self, root, output_size, clip_n, obj_n, max_retries=1):
         super().__init__(output_size, clip_n, obj_n, max_retries, crop_scale=(0.3, 0.5), hue=0.02)
         self.root = root
         require_dir(root, YOUTUBE_TRAIN_LAYOUT)
@@ -258,7 +260,7 @@ class PretrainImages(_ClipDataset):
     a message; an image with no mask of the same name is skipped and counted.
     """
 
-    def __init__(self, root, sets=None, output_size=400, clip_n=6, obj_n=3, max_retries=100):
+    def __init__(self, root, output_size, clip_n, obj_n, sets=None, max_retries=1):
         super().__init__(output_size, clip_n, obj_n, max_retries)
         self.root = root
         require_dir(root, PRETRAIN_LAYOUT)
@@ -304,9 +306,38 @@ class PretrainImages(_ClipDataset):
         return name, [0] * self.clip_n, [pair] * self.clip_n
 
 
-def training_dataset(level, root, **options):
-    """The dataset of a training level: 0 PretrainImages, 1 DAVISTrain, 2 YouTubeTrain."""
-    classes = {0: PretrainImages, 1: DAVISTrain, 2: YouTubeTrain}
-    if level not in classes:
-        raise UserError(f'--level {level}: the training levels are 0 (pretrain), 1 (DAVIS 2017), 2 (YouTube-VOS)')
-    return classes[level](root, **options)
+@dataclass(frozen=True)
+class TrainingLevel:
+    """One of train.py's levels: what it trains on, the dataset class that reads it, its clips' defaults."""
+    subject: str             # what the level trains on (--level's help)
+    dataset_root: str        # what --dataset names
+    dataset_class: type
+    output_size: int = 400   # side of the square crops (as released)
+    clip_n: int = 6          # frames per clip (the released --clip_n)
+    obj_n: int = 3           # objects per clip, background included (the released --obj_n)
+
+    def clip_settings(self, output_size=None, clip_n=None, obj_n=None):
+        """{'output_size', 'clip_n', 'obj_n'}: the values given, this level's defaults for those that are None."""
+        given = {'output_size': output_size, 'clip_n': clip_n, 'obj_n': obj_n}
+        return {name: getattr(self, name) if value is None else value for name, value in given.items()}
+
+
+TRAINING_LEVELS = {
+    0: TrainingLevel('pretrain on static images', 'the pretrain folder', PretrainImages),
+    1: TrainingLevel('DAVIS 2017', 'DAVIS 2017', DAVISTrain),
+    2: TrainingLevel('YouTube-VOS 2018', 'YouTube-VOS 2018 train', YouTubeTrain),
+}
+
+
+def training_level(level):
+    """The TrainingLevel numbered `level`, or a UserError that lists them."""
+    if level not in TRAINING_LEVELS:
+        listed = ', '.join(f'{number} ({entry.subject})' for number, entry in TRAINING_LEVELS.items())
+        raise UserError(f'--level {level}: the training levels are {listed}')
+    return TRAINING_LEVELS[level]
+
+
+def training_dataset(level, root, output_size=None, clip_n=None, obj_n=None, **options):
+    """The dataset of training level `level` at `root`; clip settings left None are the level's."""
+    entry = training_level(level)
+    return entry.dataset_class(root, **entry.clip_settings(output_size, clip_n, obj_n), **options)

@@ -109,18 +109,6 @@ class ColorJitter:
         return self.jitter(image), mask
 
 
-class Compose:
-    """Apply paired transforms in order."""
-
-    def __init__(self, transforms):
-        self.transforms = list(transforms)
-
-    def __call__(self, image, mask):
-        for transform in self.transforms:
-            image, mask = transform(image, mask)
-        return image, mask
-
-
 def to_onehot(labels, max_obj_n, obj_list=None, pad=True):
     """One-hot float tensor of a label array, and the object labels it uses.
 
@@ -150,14 +138,3 @@ def to_onehot(labels, max_obj_n, obj_list=None, pad=True):
         onehot[i][inside] = 1
         onehot[0][inside] = 0
     return torch.from_numpy(onehot), obj_list
-
-
-class ToOnehot:
-    """Callable form of `to_onehot` with a fixed max_obj_n: ``tensor, obj_list = f(mask, obj_list=None)``."""
-
-    def __init__(self, max_obj_n, pad=True):
-        self.max_obj_n = max_obj_n
-        self.pad = pad
-
-    def __call__(self, mask, obj_list=None):
-        return to_onehot(np.asarray(mask), self.max_obj_n, obj_list, self.pad)

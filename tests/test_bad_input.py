@@ -71,7 +71,6 @@ def test_eval_refuses_score_on_a_video_without_ground_truth(davis, tmp_path, cap
 
 @pytest.mark.parametrize('flag, value, message', [
     ('--budget', '0', '--budget 0: must be a positive number of features'),
-    ('--workers', '-1', '--workers -1: must not be negative'),
 ])
 def test_train_refuses_a_flag_out_of_range_before_reading_a_checkpoint(davis, capsys, flag, value, message):
     # The checkpoint named does not exist: checked first, the flag gives the error.

@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 import time
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from torchvision.transforms.functional import to_tensor
 
 from dataset.eval_sets import (Sequence, davis_sequences, frame_folder_sequence, long_video_sequences,
                                youtube_sequences)
-from dataset.frame_stream import stream_frames, stream_video_file, video_fps
+from dataset.frame_stream import VideoFile, probe_video, stream_frames, stream_video_file
 from tests.conftest import run_code
 from tests.support.synth import moving_shapes, write_davis, write_long_video, write_youtube
 from utils.async_writer import AsyncWriter
@@ -228,7 +229,7 @@ def test_stream_errors(tmp_path):
     fake = tmp_path / 'fake.mp4'
     fake.write_bytes(b'\x00' * 100)
     _raises(fake, stream_video_file, str(fake), seq.given_masks[0])
-    _raises(tmp_path / 'missing.mp4', video_fps, str(tmp_path / 'missing.mp4'))
+    _raises(tmp_path / 'missing.mp4', probe_video, str(tmp_path / 'missing.mp4'))
 
 
 # ------------------------------------------------------------------ outputs
@@ -286,7 +287,7 @@ def test_mp4_writer(tmp_path):
         for frame in frames:
             writer.write(frame)
     assert _count_frames(path) == (5, (H, W))
-    assert video_fps(str(path)) == pytest.approx(10, abs=0.01)
+    assert probe_video(str(path)).fps == pytest.approx(10, abs=0.01)
     assert os.listdir(tmp_path / 'out') == ['video.mp4']
 
     broken = tmp_path / 'out' / 'broken.mp4'
@@ -298,16 +299,24 @@ def test_mp4_writer(tmp_path):
     assert os.listdir(tmp_path / 'out') == ['video.mp4']  # no temporary file left behind
 
 
-def test_an_mp4_cut_short_by_a_full_disk_is_deleted_with_one_line(tmp_path):
+@pytest.mark.parametrize('encoder, reason', [
+    ('h264', 'File too large'),  # PyAV reports the failed write
+    ('mp4v', 'the video came out incomplete, as when the disk is full'),  # OpenCV reports nothing: the file shows it
+])
+def test_an_mp4_cut_short_by_a_full_disk_is_deleted_with_one_line(tmp_path, encoder, reason):
+    if encoder == 'h264':
+        pytest.importorskip('av')
     path = tmp_path / 'out' / 'clip.mp4'
-    code = ('import sys\nimport numpy as np\nfrom utils.video_writer import Mp4Writer\n'
+    code = ('import sys\nimport numpy as np\n'
+            + ("sys.modules['av'] = None\n" if encoder == 'mp4v' else '')
+            + 'from utils.video_writer import Mp4Writer\n'
             'with Mp4Writer(sys.argv[1], fps=10) as writer:\n'
             '    for frame in np.random.RandomState(0).randint(0, 256, (30, 48, 64, 3)).astype(np.uint8):\n'
             '        writer.write(frame)')
-    result = run_code(code, path, file_size_limit=20_000)  # the video takes about 38 kB; OpenCV reports nothing
+    result = run_code(code, path, file_size_limit=20_000)  # the video takes about 38 kB
     assert result.stderr.strip().splitlines()[-1] == (
-        f'utils.errors.UserError: {path}: cannot write it (the video came out incomplete, as when the disk is '
-        f'full); free disk space or make its folder writable, then run again')
+        f'utils.errors.UserError: {path}: cannot write it ({reason}); free disk space or make its folder writable, '
+        f'then run again')
     assert os.listdir(path.parent) == []
     assert run_code(code, path).returncode == 0
     assert _count_frames(path) == (30, (48, 64))
@@ -383,7 +392,13 @@ def test_stream_video_file(tmp_path):
     assert all(item.given is None for item in items[1:])
     # lossy codec: close to the written frames, not equal
     assert (items[3].frame - torch.from_numpy(frames[3]).permute(2, 0, 1) / 255).abs().mean() < 0.05
-    assert video_fps(path) == pytest.approx(12, abs=0.01)
+    assert probe_video(path).fps == pytest.approx(12, abs=0.01)
+    opened, real_capture = [], cv2.VideoCapture
+    with mock.patch('cv2.VideoCapture', side_effect=lambda *args: opened.append(args) or real_capture(*args)):
+        video = VideoFile(path, mask_path, 'clip')
+        for _ in range(2):
+            assert video.fps == pytest.approx(12, abs=0.01) and video.frame_count == 7
+    assert len(opened) == 1  # probed once, however often fps and frame_count are read
     # stopping early ends the decoding thread
     stream = stream_video_file(path, mask_path, prefetch=1)
     assert next(stream).index == 0

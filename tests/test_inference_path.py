@@ -17,6 +17,7 @@ from model.inference.feature_bank import FeatureBank
 from model.network.afburr import AFBURR
 from model.inference.precision import network_precision
 from model.inference.propagation import FrameItem, Propagation
+from model.inference.segmenter import Segmenter
 from model.training.loss import freeze_batchnorm
 from utils.errors import UserError
 
@@ -168,7 +169,7 @@ def test_bfloat16_is_opt_in_and_keeps_float32_outputs():
                                                 ('half', 'choose one of')])
 def test_unsupported_precisions_are_refused(precision, message):
     with pytest.raises(UserError, match=message):
-        Propagation(random_model(), precision=precision)
+        Segmenter(random_model(), precision=precision)
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc')

@@ -1,6 +1,7 @@
 """Training datasets (levels 0, 1, 2) and their paired transforms."""
 import os
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import torch.nn.functional as TF
 from PIL import Image
 
 from dataset import transforms as P
-from dataset.training import DAVISTrain, PretrainImages, YouTubeTrain, read_pretrain_sets, training_dataset
+from dataset.training import (TRAINING_LEVELS, DAVISTrain, PretrainImages, YouTubeTrain, read_pretrain_sets,
+                              training_dataset)
 from model.training.rng_state import seed_everything
 from tests.support.synth import moving_shapes, write_davis
 from utils.errors import UserError
@@ -331,8 +333,24 @@ def test_crop_gives_up_after_ten_tries_and_clip_is_resampled(tmp_path):
     assert obj_n == 2 and stub.calls >= 12
 
 
+@pytest.mark.parametrize('level', [0, 1])
+def test_a_clip_whose_first_frame_crops_find_no_object_is_skipped_as_released(tmp_path, level):
+    # The released loop skips such a clip (no update); it does not draw another one.
+    root = _corner_video(tmp_path)
+    if level == 0:
+        frames, masks = np.zeros((1, H, W, 3), np.uint8), np.zeros((1, H, W), np.uint8)
+        frames[:, 4:20, 4:20], masks[:, 4:20, 4:20] = COLOURS[1], 1  # the object in a corner, as _corner_video's
+        root = str(tmp_path / 'pretrain')
+        write_pretrain(root, 'ECSSD', frames, masks)
+    ds = training_dataset(level, root, output_size=S, clip_n=2, **({'sets': ['ECSSD']} if level == 0 else {}))
+    ds.crop.get_params = stub = BoxStub(misses=ds.crop_tries)
+    frames, masks, obj_n, info = ds[0]
+    assert stub.calls == ds.crop_tries == (10 if level else 1)
+    assert obj_n == 1 and info['objects'] == []
+
+
 def test_video_without_objects_gives_obj_n_1(tmp_path):
-    ds = DAVISTrain(_corner_video(tmp_path, object_anywhere=False), output_size=S, clip_n=2, max_retries=5)
+    ds = DAVISTrain(_corner_video(tmp_path, object_anywhere=False), output_size=S, clip_n=2, obj_n=3, max_retries=5)
     frames, masks, obj_n, info = ds[0]
     assert obj_n == 1 and masks.shape == (2, 1, S, S)
 
@@ -358,31 +376,31 @@ def test_at_most_obj_n_minus_1_objects_from_the_first_frame(tmp_path):
 def test_davis_bad_input(tmp_path, davis_root):
     missing = str(tmp_path / 'nowhere')
     with pytest.raises(UserError, match='nowhere'):
-        DAVISTrain(missing)
+        training_dataset(1, missing)
     os.makedirs(tmp_path / 'empty_davis')
     with pytest.raises(UserError, match=r'JPEGImages/480p: folder not found; expected the DAVIS 2017 layout'):
-        DAVISTrain(str(tmp_path / 'empty_davis'))
+        training_dataset(1, str(tmp_path / 'empty_davis'))
     os.remove(os.path.join(davis_root, 'Annotations', '480p', 'cows', '00003.png'))
     with pytest.raises(UserError, match=r'JPEGImages/480p/cows.*do not pair up'):
-        DAVISTrain(davis_root)
+        training_dataset(1, davis_root)
     with open(os.path.join(davis_root, 'ImageSets', '2017', 'train.txt'), 'a') as f:
         f.write('ghost\n')
     os.remove(os.path.join(davis_root, 'JPEGImages', '480p', 'cows', '00003.jpg'))  # cows pairs up again
     with pytest.raises(UserError, match='ghost'):
-        DAVISTrain(davis_root)
+        training_dataset(1, davis_root)
 
 
 def test_youtube_bad_input(tmp_path, capsys):
     with pytest.raises(UserError, match='JPEGImages'):
         os.makedirs(tmp_path / 'yt_empty')
-        YouTubeTrain(str(tmp_path / 'yt_empty'))
+        training_dataset(2, str(tmp_path / 'yt_empty'))
     root = str(tmp_path / 'yt')
     frames, masks = moving_shapes(0, 5, H, W, 2)
     write_youtube_train(root, 'good', frames, masks, skip_masks=(1, 3))
     write_youtube_train(root, 'bare', frames[:2], masks[:2], skip_masks=(0, 1))
     write_label_mask(os.path.join(root, 'Annotations', 'bare', 'zzz.png'), masks[0])
     os.makedirs(os.path.join(root, 'JPEGImages', 'unannotated'))
-    ds = YouTubeTrain(root, output_size=S, clip_n=3)
+    ds = YouTubeTrain(root, output_size=S, clip_n=3, obj_n=3)
     out = capsys.readouterr().out
     assert 'good' in out and '2 frames without a mask' in out
     assert 'bare: no frame has a mask' in out
@@ -406,7 +424,7 @@ def test_pretrain_bad_input(tmp_path, capsys):
     write_pretrain(root, 'ECSSD', frames, masks[:2])  # 3 images, 2 masks: set skipped
     write_pretrain(root, 'MSRA10K', frames, masks, mask_names=['img_000', 'img_001', 'other'])
     write_pretrain(root, 'COCO', frames[:1], masks[:1])
-    ds = PretrainImages(root, sets=['COCO', 'ECSSD', 'MSRA10K', 'PASCAL-S'], output_size=S, clip_n=2)
+    ds = PretrainImages(root, sets=['COCO', 'ECSSD', 'MSRA10K', 'PASCAL-S'], output_size=S, clip_n=2, obj_n=3)
     out = capsys.readouterr().out
     assert 'ECSSD' in out and '3 images but 2 masks' in out
     assert 'PASCAL-S' in out and 'not found' in out
@@ -414,14 +432,29 @@ def test_pretrain_bad_input(tmp_path, capsys):
     assert ds.sets == ['COCO', 'MSRA10K'] and len(ds) == 3
     assert [n for n, _, _ in ds.images] == ['COCO/img_000', 'MSRA10K/img_000', 'MSRA10K/img_001']
     with pytest.raises(UserError, match='no usable pretrain image'):
-        PretrainImages(root, sets=['ECSSD', 'PASCAL-S'])
+        training_dataset(0, root, sets=['ECSSD', 'PASCAL-S'])
     with pytest.raises(UserError, match='nowhere'):
-        PretrainImages(str(tmp_path / 'nowhere'), sets=['COCO'])
+        training_dataset(0, str(tmp_path / 'nowhere'), sets=['COCO'])
 
 
 def test_mask_of_another_size_is_a_user_error(tmp_path):
     root = _corner_video(tmp_path)
     write_label_mask(os.path.join(root, 'Annotations', '480p', 'corner', '00001.png'), np.ones((10, 10), np.uint8))
-    ds = DAVISTrain(root, output_size=S, clip_n=3)
+    ds = DAVISTrain(root, output_size=S, clip_n=3, obj_n=3)
     with pytest.raises(UserError, match='00001.png'):
         ds[0]
+
+
+# ---------------------------------------------------------------- the level table
+
+def test_a_level_takes_its_dataset_and_clip_defaults_from_the_table(monkeypatch, davis_root):
+    assert {number: level.dataset_class for number, level in TRAINING_LEVELS.items()} == {
+        0: PretrainImages, 1: DAVISTrain, 2: YouTubeTrain}
+    ds = training_dataset(1, davis_root)
+    assert (ds.output_size, ds.clip_n, ds.obj_n) == (400, 6, 3)  # the released train.py's
+    monkeypatch.setitem(TRAINING_LEVELS, 1, replace(TRAINING_LEVELS[1], output_size=S, clip_n=2, obj_n=4))
+    ds = training_dataset(1, davis_root, clip_n=3)
+    assert (ds.output_size, ds.clip_n, ds.obj_n) == (S, 3, 4)
+    with pytest.raises(UserError, match=r'--level 5: the training levels are 0 \(pretrain on static images\), '
+                                        r'1 \(DAVIS 2017\), 2 \(YouTube-VOS 2018\)'):
+        training_dataset(5, davis_root)

@@ -7,7 +7,7 @@ import pytest
 
 from dataset import unify
 from dataset.eval_sets import davis_sequences, long_video_sequences, youtube_sequences
-from dataset.training import DAVISTrain, read_pretrain_sets
+from dataset.training import read_pretrain_sets, training_dataset
 from tests.conftest import run_script
 from tests.support.synth import moving_shapes, write_davis, write_long_video, write_youtube
 from utils.errors import UserError
@@ -76,7 +76,7 @@ def test_training_lists(tmp_path):
     write_davis(str(tmp_path / 'davis'), 'seq', frames, masks, split='train')
     _append(tmp_path / 'davis' / 'ImageSets' / '2017' / 'train.txt', '..')
     with pytest.raises(UserError, match=r"train.txt, line 2: '..'"):
-        DAVISTrain(str(tmp_path / 'davis'))
+        training_dataset(1, str(tmp_path / 'davis'))
     (tmp_path / 'pretrain.txt').write_text('COCO\n# a comment\nECSSD/../../etc\n')
     with pytest.raises(UserError, match=r"pretrain.txt, line 3: 'ECSSD/../../etc'"):
         read_pretrain_sets(str(tmp_path / 'pretrain.txt'))

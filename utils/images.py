@@ -1,5 +1,5 @@
 """Image files and frames: the one image lister (natural order), the one opener (size checked from the header
-before decoding), the one RGB reader, and RGB arrays to and from frame tensors."""
+before decoding), the one RGB reader, RGB arrays to and from frame tensors, and the working size."""
 import contextlib
 import os
 import re
@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from utils.errors import UserError
@@ -86,3 +87,35 @@ def rgb_to_tensor(rgb):
 def tensor_to_rgb(frame):
     """uint8 (H, W, 3) of a float (3, H, W) tensor in [0, 1] (exact inverse of rgb_to_tensor)."""
     return frame.detach().mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+
+
+def working_size(height, width, size):
+    """(h, w) of a (height, width) frame brought to the working size `size`: the shorter side becomes `size`, the
+    longer one keeps the aspect (rounded); a frame no larger is kept as it is (never enlarged), so is any with
+    size None."""
+    shorter = min(height, width)
+    if size is None or shorter <= size:
+        return height, width
+    if height == shorter:
+        return size, round(width * size / height)
+    return round(height * size / width), size
+
+
+def resize_labels(labels, size):
+    """A uint8 (H, W) label mask resized to (h, w) `size` with nearest, so labels stay labels."""
+    height, width = size
+    return np.array(Image.fromarray(labels).resize((width, height), Image.NEAREST), np.uint8)
+
+
+def at_working_size(frame, given, size):
+    """(frame, given, original (H, W) or None when unchanged) with the float (3, H, W) `frame` resized to
+    working_size (bilinear, antialiased) and the uint8 (H, W) label mask `given` (or None) with nearest."""
+    height, width = frame.shape[-2:]
+    new_height, new_width = working_size(height, width, size)
+    if (new_height, new_width) == (height, width):
+        return frame, given, None
+    frame = F.interpolate(frame[None], size=(new_height, new_width), mode='bilinear', align_corners=False,
+                          antialias=True)[0]
+    if given is not None:
+        given = resize_labels(given, (new_height, new_width))
+    return frame, given, (height, width)

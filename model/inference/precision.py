@@ -15,11 +15,15 @@ import torch
 from utils.errors import UserError
 
 PRECISIONS = ('fp32', 'tf32', 'bf16', 'fp16')
+DEFAULT_PRECISION = 'fp32'
+PRECISION_HELP = ('arithmetic of the network: fp32 (default, the released numerics; no TF32 on CUDA), tf32 (CUDA), '
+                  'bf16 (CUDA, or a CPU with bfloat16 instructions) or fp16 (CUDA): faster, results differ slightly')
 _AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def check_precision(precision, device):
-    """Refuse a precision the device cannot run, with the reason."""
+    """Refuse a precision the device cannot run, with the reason. Callers check once, before the model runs
+    (eval.py, Segmenter): the loops and network_precision take a checked precision."""
     if precision not in PRECISIONS:
         raise UserError(f'precision {precision!r}: choose one of {", ".join(PRECISIONS)}')
     if precision == 'fp16' and device.type != 'cuda':
@@ -52,7 +56,7 @@ def released_float32(device):
 def network_precision(precision, device):
     """The context to run the network in at `precision` on `device` (one check_precision accepted:
     callers check once, not on every frame)."""
-    if precision == 'fp32':
+    if precision == DEFAULT_PRECISION:
         return released_float32(device)
     if precision == 'tf32':
         return _tf32(True)

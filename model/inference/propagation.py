@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from model.inference.feature_bank import FeatureBank
 from model.inference.options import DEFAULT_BANK_OPTIONS
-from model.inference.precision import check_precision, network_precision
+from model.inference.precision import DEFAULT_PRECISION, network_precision
 
 # Scores forced onto objects that have not started yet, and onto given masks.
 FORCED_SCORE = 1000.0
@@ -50,15 +50,15 @@ class Propagation:
     not among them get new channels when they start. `update_before`: only frames
     with a smaller index update the bank (the released long-video loop stops two
     frames before the end); None: every frame but the last. `precision` (one of
-    model.inference.precision.PRECISIONS) is the network's arithmetic; the bank, scores and
-    probabilities keep the model's own dtype.
+    model.inference.precision.PRECISIONS, checked by the caller with check_precision) is the
+    network's arithmetic; the bank, scores and probabilities keep the model's own dtype.
     """
 
-    def __init__(self, model, object_labels=(), options=DEFAULT_BANK_OPTIONS, update_before=None, precision='fp32'):
+    def __init__(self, model, object_labels=(), options=DEFAULT_BANK_OPTIONS, update_before=None,
+                 precision=DEFAULT_PRECISION):
         self.model = model.eval()
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
-        check_precision(precision, self.device)
         self.precision = precision
         self.label_values = [0, *object_labels]
         self.options = options

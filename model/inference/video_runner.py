@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from model.inference.options import DEFAULT_BANK_OPTIONS
+from model.inference.precision import DEFAULT_PRECISION
 from model.inference.propagation import Propagation
 from utils.async_writer import AsyncWriter
 from utils.files import remove_stale_temporaries
@@ -77,7 +78,7 @@ def is_done(source, folders):
 
 
 def segment_video(model, source, folders, options=DEFAULT_BANK_OPTIONS, update_before=None, workers=2,
-                  progress=True, precision='fp32'):
+                  progress=True, precision=DEFAULT_PRECISION):
     """Segment a video source and write each written frame's label PNG (and overlays); returns a VideoReport.
 
     `update_before` and `precision`: see Propagation (the long-video protocol stops updating the bank two

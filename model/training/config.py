@@ -1,6 +1,7 @@
 """A training run's settings: the one place their defaults and valid ranges are written.
 
-train.py's flags read their defaults from TrainingConfig, and a run's checkpoints
+train.py's flags read their defaults from TrainingConfig (the clip settings' from the
+level table, dataset.training.TRAINING_LEVELS), and a run's checkpoints
 save the flags that define it (RUN_FLAGS), so a resume continues with them.
 """
 from dataclasses import dataclass
@@ -32,9 +33,10 @@ class TrainingConfig:
     scheduler_step: int = 25
     total_epochs: int = 100
     budget: int = DEFAULT_BANK_OPTIONS.budget
-    obj_n: int = 3
-    clip_n: int = 6
-    output_size: int = 400
+    # None: the level's (dataset.training.TRAINING_LEVELS); train.py sets them before the run starts.
+    obj_n: int | None = None
+    clip_n: int | None = None
+    output_size: int | None = None
     max_iters: int | None = None  # clips per epoch and process; None: the whole dataset
     workers: int = 2
     amp: bool = False
@@ -43,12 +45,10 @@ class TrainingConfig:
     def __post_init__(self):
         budget_problem = bank_option_problem('budget', self.budget)
         checks = [
-            (self.level in (0, 1, 2), '--level {}: the training levels are 0 (pretrain), 1 (DAVIS 2017), '
-                                      '2 (YouTube-VOS)'.format(self.level)),
-            (self.clip_n >= 2, f'--clip-n {self.clip_n}: a clip needs at least 2 frames '
+            (self.clip_n is None or self.clip_n >= 2, f'--clip-n {self.clip_n}: a clip needs at least 2 frames '
                                f'(the first is memorized, the others are segmented)'),
-            (self.obj_n >= 2, f'--obj-n {self.obj_n}: needs at least 2 (the background and one object)'),
-            (self.output_size >= 16 and self.output_size % 16 == 0,
+            (self.obj_n is None or self.obj_n >= 2, f'--obj-n {self.obj_n}: needs at least 2 (the background and one object)'),
+            (self.output_size is None or (self.output_size >= 16 and self.output_size % 16 == 0),
              f'--output-size {self.output_size}: must be a positive multiple of 16 (training clips are not padded)'),
             (self.lr > 0, f'--lr {self.lr}: must be positive'),
             (self.lu >= 0, f'--lu {self.lu}: must not be negative'),
@@ -56,7 +56,7 @@ class TrainingConfig:
             (self.scheduler_step >= 1, f'--scheduler-step {self.scheduler_step}: must be at least 1'),
             (self.total_epochs >= 0, f'--total-epochs {self.total_epochs}: must not be negative'),
             (self.max_iters is None or self.max_iters >= 1, f'--max-iters {self.max_iters}: must be at least 1'),
-            (self.workers >= 0, f'--workers {self.workers}: must not be negative'),
+            (self.workers >= 0, f'--workers {self.workers}: must be at least 0'),  # as the flag's parse check
         ]
         for ok, message in checks:
             if not ok:
