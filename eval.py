@@ -152,7 +152,7 @@ def run_record(args, checkpoint):
         'update_rate': options.update_rate,
         'merge_thres': options.merge_thres,
         'precision': args.precision,
-        'size': working_size_of_flag(args.size) if args.video else 'released',  # None: the native size
+        'size': working_size_of_flag(args.size) if args.video else None,  # None: the level's released sizes
     }
 
 
