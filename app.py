@@ -13,7 +13,7 @@ import sys
 from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
 
 with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
-    from model.inference.options import DEFAULT_BANK_OPTIONS
+    from model.inference.options import DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, size_flag_problem, working_size_of_flag
     from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
     from model.network.loading import load_model
     from utils.common_flags import CHECKPOINT_CHOICES, add_device_flags, chosen_device
@@ -32,6 +32,7 @@ def parse_args(argv=None):
     parser.add_argument('--resume', default='davis17', help=f'checkpoint: {CHECKPOINT_CHOICES} (default davis17)')
     add_device_flags(parser)
     parser.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_HELP)
+    parser.add_argument('--size', type=checked(int, size_flag_problem), help=SIZE_FLAG_HELP)
     parser.add_argument('--port', type=checked(int, lambda port: None if 0 <= port < 65536 else 'must be 0..65535'),
                         default=7860, help='port to serve on (default 7860; 0: any free port)')
     parser.add_argument('--host', default='127.0.0.1',
@@ -54,7 +55,7 @@ def serve(args):
         device = select_device(*chosen_device(args.device, args.gpu))
         check_precision(args.precision, device)
         model = load_model(resolve_checkpoint(args.resume), device)
-        propagator = Propagator(model, DEFAULT_BANK_OPTIONS, args.precision)
+        propagator = Propagator(model, DEFAULT_BANK_OPTIONS, args.precision, working_size_of_flag(args.size))
         try:
             server = AppServer((args.host, args.port), workspace, propagator, args.host in LOOPBACK_HOSTS)
         except OSError as error:

@@ -20,8 +20,8 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from dataset.eval_sets import open_video
     from dataset.layouts import dataset_input_folders
     from dataset.levels import LEVELS, VIDEO_MODEL_NAME
-    from model.inference.options import (DEFAULT_BANK_OPTIONS, WORKING_SIZE, BankOptions, bank_option_problem,
-                                         working_size_problem)
+    from model.inference.options import (DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, BankOptions, bank_option_problem,
+                                         size_flag_problem, working_size_of_flag)
     from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
     from model.inference.video_runner import OutputFolders, is_done, segment_video
     from model.network.loading import load_model
@@ -32,15 +32,11 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from utils.download import resolve_checkpoint
     from utils.files import make_writable_folder
     from utils.names import path_inside, plain_name_problem, refuse_inside
+    from utils.run_record import check_run_record, file_digest, write_run_record
 
 
 def _bank_flag(name, convert):
     return checked(convert, partial(bank_option_problem, name))
-
-
-def _size_problem(value):
-    why = None if value == -1 else working_size_problem(value)
-    return None if why is None else f'{why}, or -1 for the native size'
 
 
 def parse_args(argv=None):
@@ -67,7 +63,9 @@ def parse_args(argv=None):
     added.add_argument('--output', default='output',
                        help='results root (default output); overlays go to OUTPUT/overlay/')
     added.add_argument('--sequences', help='comma-separated subset of the videos to run')
-    added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them)')
+    added.add_argument('--overwrite', action='store_true',
+                       help='redo videos whose outputs are all written (default: skip them), also into a results '
+                            'folder of another checkpoint or options (run.json)')
     added.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_HELP)
     add_workers_flag(added, 'frame-decoding worker processes per video', default=2)
     added.add_argument('--score', action='store_true', help='score the results against the annotations (DAVIS protocol)')
@@ -75,9 +73,7 @@ def parse_args(argv=None):
     added.add_argument('--results', help='with --score-only: folder with <video>/<frame>.png results')
     added.add_argument('--video', help='a video file (MP4/AVI/MOV) or a folder of frames to segment')
     added.add_argument('--mask', help="with --video: the first frame's label mask (palette or grey-level PNG)")
-    added.add_argument('--size', type=checked(int, _size_problem),
-                       help=f'with --video: resize frames so that their shorter side is N pixels (never enlarged; '
-                            f'masks are written at the video\'s size); -1: the native size (default {WORKING_SIZE})')
+    added.add_argument('--size', type=checked(int, size_flag_problem), help=f'with --video: {SIZE_FLAG_HELP}')
     args = parser.parse_args(argv)
     if args.video is None and args.level is None:
         parser.error('one of --level or --video is required')
@@ -107,13 +103,6 @@ def model_name(args):
 def bank_options(args):
     level_rate = LEVELS[args.level].update_rate if args.video is None else DEFAULT_BANK_OPTIONS.update_rate
     return BankOptions(args.budget, level_rate if args.update_rate is None else args.update_rate, args.merge_thres)
-
-
-def working_size(args):
-    """--video's working size: --size, WORKING_SIZE when not given, None (the native size) for -1."""
-    if args.size is None:
-        return WORKING_SIZE
-    return None if args.size == -1 else args.size
 
 
 def results_root(args):
@@ -152,6 +141,21 @@ def selected_names(sequences):
     return [name for name in sequences.split(',') if name]
 
 
+def run_record(args, checkpoint):
+    """What makes this run's results (utils.run_record): a rerun into the same folder that differs in any entry
+    would mix its results with these, so it is refused."""
+    options = bank_options(args)
+    return {
+        'checkpoint': file_digest(checkpoint),
+        'level': args.level if args.video is None else 'video',
+        'budget': options.budget,
+        'update_rate': options.update_rate,
+        'merge_thres': options.merge_thres,
+        'precision': args.precision,
+        'size': working_size_of_flag(args.size) if args.video else None,  # None: the level's released sizes
+    }
+
+
 def select_sequences(args):
     """The level's videos, only those of --sequences when given (the others are not read)."""
     wanted = selected_names(args.sequences) if args.sequences is not None else None
@@ -167,8 +171,9 @@ def score(args, sequences, results_dir, process):
         return
     scored = scoring.score_sequences(results_dir, sequences, protocol, process)
     if scored is not None:
-        print(scoring.format_results_table(*scored))
-        print(f'wrote {os.path.join(results_dir, "global_results-val.csv")} and per-sequence_results-val.csv')
+        objects, summary, csv_paths = scored
+        print(scoring.format_results_table(objects, summary))
+        print('wrote ' + ' and '.join(csv_paths))
 
 
 def run_dataset(args, sequences, model, process):
@@ -203,12 +208,20 @@ def evaluate(args):
             score(args, select_sequences(args), args.results, process)
             return
         # Every input, then the output folders, are checked before the model loads.
-        source = open_video(args.video, args.mask, working_size(args)) if args.video else select_sequences(args)
+        source = (open_video(args.video, args.mask, working_size_of_flag(args.size)) if args.video
+                  else select_sequences(args))
         check_output_roots(args)
         name, flag = chosen_device(args.device, args.gpu)
         device = process_device(name, process, flag)
         check_precision(args.precision, device)
-        model = load_model(resolve_checkpoint(args.resume), device)
+        checkpoint = resolve_checkpoint(args.resume)
+        record = run_record(args, checkpoint)
+        if not args.overwrite:
+            check_run_record(results_root(args), record, 'pass --overwrite to replace them, or choose another '
+                                                          '--output (or --prefix)')
+        model = load_model(checkpoint, device)
+        if process.is_main:
+            write_run_record(results_root(args), record)
         start = time.perf_counter()
         if args.video:
             run_video(args, source, model)

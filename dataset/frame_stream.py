@@ -16,7 +16,9 @@ import contextlib
 import functools
 import os
 import queue
+import re
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -186,38 +188,60 @@ def stream_frames(sequence, workers=2, prefetch=4, start=0, stop=None):
 
 # ---------------------------------------------------------------- video files
 
+_FFMPEG_PREFIX = re.compile(r'^\[[^\]]* @ 0x[0-9a-f]+\] ')
+
+
+@contextlib.contextmanager
+def _library_messages():
+    """Yield a list that gets, after the block, the lines C libraries (cv2's ffmpeg) wrote to stderr within it,
+    instead of the terminal: a file that cannot be opened is reported in our one line, with ffmpeg's reason."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    lines = []
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines.extend(_FFMPEG_PREFIX.sub('', line).strip()
+                         for line in capture.read().decode(errors='replace').splitlines() if line.strip())
+
+
 def _open_video(path):
     import cv2
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f'{path}: video file not found')
-    capture = cv2.VideoCapture(path)
-    if not capture.isOpened():
+    with _library_messages() as messages:
+        capture = cv2.VideoCapture(path)
+        opened = capture.isOpened()
+    if not opened:
         capture.release()
-        raise UserError(f'{path}: cannot open it as a video (unknown format or codec)')
+        reason = messages[-1] if messages else 'unknown format or codec'
+        raise UserError(f'{path}: cannot open it as a video ({reason})')
     return capture
 
 
-def video_fps(path, default=25.0):
-    """The video's frame rate as its container states it, or `default` when it gives none."""
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video file's container states: its frame rate and frame count."""
+    fps: float                 # the stated rate, or the default when it gives none
+    frame_count: int | None    # may be approximate (for progress bars); None when unknown
+
+
+def probe_video(path, default_fps=25.0):
+    """Open the video once and read the VideoProbe its container states (a UserError if it cannot be opened)."""
     import cv2
     capture = _open_video(path)
     try:
-        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps, count = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
     finally:
         capture.release()
-    return float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default)
-
-
-def video_frame_count(path):
-    """The frame count the container states (may be approximate; for progress bars), 0 if unknown."""
-    import cv2
-    capture = _open_video(path)
-    try:
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    finally:
-        capture.release()
-    return int(count) if count and count > 0 else 0
+    return VideoProbe(float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default_fps),
+                      int(count) if count and count > 0 else None)
 
 
 _END = object()
@@ -235,14 +259,17 @@ class VideoFile:
     size: int | None = None
     object_labels = ()
 
+    def __post_init__(self):
+        self._probe = probe_video(self.path)  # once: the file is checked here, before the model loads
+
     @property
     def fps(self):
-        return video_fps(self.path)
+        return self._probe.fps
 
     @property
     def frame_count(self):
         """The count the container states (for progress bars), None when unknown."""
-        return video_frame_count(self.path) or None
+        return self._probe.frame_count
 
     def frames(self, workers=None):
         """FrameItems decoded by a background thread (`workers` is for folders' decoding processes)."""

@@ -39,7 +39,9 @@ from utils.images import natural_sorted
 from utils.masks import VOID_LABEL, present_labels, read_label_mask
 from utils.metrics import boundary_f_measure, object_statistics, region_similarity
 
-PROTOCOLS = ('davis', 'long')
+# Annotated frames each protocol does not score: (how many at the start, how many at the end).
+UNSCORED_FRAMES = {'davis': (1, 1), 'long': (1, 0)}
+PROTOCOLS = tuple(UNSCORED_FRAMES)
 BINARY_OBJECT = 255  # the object value of 0/255 binary result masks
 GLOBAL_COLUMNS = ('J&F-Mean', 'J-Mean', 'J-Recall', 'J-Decay', 'F-Mean', 'F-Recall', 'F-Decay')
 SEQUENCE_COLUMNS = ('Sequence', 'J-Mean', 'F-Mean')
@@ -69,11 +71,10 @@ class ObjectScore:
 
 def scored_frame_indices(n_annotated, protocol='davis'):
     """Indices (into the sorted annotated frames) that are scored under `protocol`."""
-    if protocol == 'davis':
-        return list(range(1, n_annotated - 1))
-    if protocol == 'long':
-        return list(range(1, n_annotated))
-    raise ValueError(f'unknown scoring protocol {protocol!r}; expected one of {PROTOCOLS}')
+    if protocol not in UNSCORED_FRAMES:
+        raise ValueError(f'unknown scoring protocol {protocol!r}; expected one of {PROTOCOLS}')
+    at_start, at_end = UNSCORED_FRAMES[protocol]
+    return list(range(at_start, n_annotated - at_end))
 
 
 def _without_void(labels):
@@ -101,6 +102,50 @@ def _is_binary_255(results):
             and not any(((r != 0) & (r != BINARY_OBJECT)).any() for r in results))
 
 
+def _scored_frames(sequence, n_annotated, protocol):
+    """scored_frame_indices, or a UserError when the sequence has too few annotated frames for one."""
+    keep = scored_frame_indices(n_annotated, protocol)
+    if not keep:
+        need = sum(UNSCORED_FRAMES[protocol]) + 1
+        raise UserError(f'{sequence}: {n_annotated} annotated frame(s); the {protocol!r} protocol needs at '
+                        f'least {need} to have a frame to score')
+    return keep
+
+
+def _checked_frames(sequence, gt_masks, result_masks, keep, frame_names, result_names):
+    """(object count, [(ground truth, result)] of the scored frames `keep`), every input checked.
+
+    The ground truth's void becomes background; 0/255 binary results of a one-object
+    sequence become 0/1. A result missing, of another size or with a label above the
+    object count, or a ground-truth frame of another size, is a UserError.
+    """
+    first = _without_void(gt_masks[0])
+    shape = first.shape
+    n_objects = int(first.max(initial=0))
+    missing = sorted(set(range(1, n_objects + 1)) - set(present_labels(first)))
+    if missing:
+        print(f'warning: {sequence}: the first ground-truth frame lacks labels {missing} of 1..{n_objects}; '
+              f'they are scored as empty objects (1.0 when the results leave them empty), as the official '
+              f'tool does', file=sys.stderr)
+
+    results = {index: _checked_result(sequence, result_masks[index], shape, frame_names[index], result_names[index])
+               for index in keep}
+    if n_objects == 1 and _is_binary_255(results.values()):
+        results = {index: (result == BINARY_OBJECT).astype(np.uint8) for index, result in results.items()}
+    frames = []
+    for index in keep:
+        gt = _without_void(gt_masks[index])
+        if gt.shape != shape:
+            raise UserError(f'{sequence}: ground-truth mask {frame_names[index]} is {gt.shape[1]}x'
+                            f'{gt.shape[0]} but the first one is {shape[1]}x{shape[0]}')
+        top = int(results[index].max(initial=0))
+        if top > n_objects:
+            raise UserError(f'{sequence}: {result_names[index]} holds label {top} but the first '
+                            f'ground-truth frame has {n_objects} object(s) (labels 1..{n_objects})')
+        frames.append((gt, results[index]))
+    return n_objects, frames
+
+
 def evaluate_sequence(sequence, gt_masks, result_masks, protocol='davis', frame_names=None,
                       result_names=None):
     """Score one sequence; returns one `ObjectScore` per object, in object order.
@@ -120,38 +165,12 @@ def evaluate_sequence(sequence, gt_masks, result_masks, protocol='davis', frame_
         frame_names = [f'frame {i}' for i in range(n)]
     if result_names is None:
         result_names = [f'result of {name}' for name in frame_names]
-    keep = scored_frame_indices(n, protocol)
-    if not keep:
-        need = 3 if protocol == 'davis' else 2
-        raise UserError(f'{sequence}: {n} annotated frame(s); the {protocol!r} protocol needs at '
-                        f'least {need} to have a frame to score')
-
-    first = _without_void(gt_masks[0])
-    shape = first.shape
-    n_objects = int(first.max(initial=0))
+    keep = _scored_frames(sequence, n, protocol)
+    n_objects, frames = _checked_frames(sequence, gt_masks, result_masks, keep, frame_names, result_names)
     object_ids = np.arange(1, n_objects + 1, dtype=np.uint8)
-    missing = sorted(set(range(1, n_objects + 1)) - set(present_labels(first)))
-    if missing:
-        print(f'warning: {sequence}: the first ground-truth frame lacks labels {missing} of 1..{n_objects}; '
-              f'they are scored as empty objects (1.0 when the results leave them empty), as the official '
-              f'tool does', file=sys.stderr)
-
-    results = {index: _checked_result(sequence, result_masks[index], shape, frame_names[index], result_names[index])
-               for index in keep}
-    if n_objects == 1 and _is_binary_255(results.values()):
-        results = {index: (result == BINARY_OBJECT).astype(np.uint8) for index, result in results.items()}
     j_values = np.zeros((n_objects, len(keep)))
     f_values = np.zeros((n_objects, len(keep)))
-    for column, index in enumerate(keep):
-        gt = _without_void(gt_masks[index])
-        if gt.shape != shape:
-            raise UserError(f'{sequence}: ground-truth mask {frame_names[index]} is {gt.shape[1]}x'
-                            f'{gt.shape[0]} but the first one is {shape[1]}x{shape[0]}')
-        result = results[index]
-        top = int(result.max(initial=0))
-        if top > n_objects:
-            raise UserError(f'{sequence}: {result_names[index]} holds label {top} but the first '
-                            f'ground-truth frame has {n_objects} object(s) (labels 1..{n_objects})')
+    for column, (gt, result) in enumerate(frames):
         for row, object_id in enumerate(object_ids):
             gt_object = gt == object_id
             result_object = result == object_id
@@ -185,8 +204,6 @@ def score_sequence(results_dir, sequence, gt_dir, protocol='davis'):
 
     A result file is named like its ground-truth PNG. Returns the sequence's `ObjectScore`s.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f'unknown scoring protocol {protocol!r}; expected one of {PROTOCOLS}')
     gt_dir = os.fspath(gt_dir)
     names = annotation_frame_names(gt_dir)
     keep = set(scored_frame_indices(len(names), protocol))
@@ -224,7 +241,7 @@ def score_sequences(results_dir, sequences, protocol, process):
     """Score the results of `sequences` (each with .name and .annotation_dir) and write the CSV tables.
 
     Under torchrun each process scores every world_size-th sequence; rank 0 gathers them
-    and returns (ObjectScores in sequence order, global numbers); other ranks return None.
+    and returns (ObjectScores in sequence order, global numbers, the CSV paths); other ranks return None.
     """
     mine = {s.name: score_sequence(results_dir, s.name, s.annotation_dir, protocol)
             for s in sequences[process.rank::process.world_size]}
@@ -234,8 +251,7 @@ def score_sequences(results_dir, sequences, protocol, process):
     merged = {name: objects for part in gathered for name, objects in part.items()}
     objects = [o for s in sequences for o in merged[s.name]]
     summary = global_scores(objects)
-    write_results_csv(results_dir, objects, summary)
-    return objects, summary
+    return objects, summary, write_results_csv(results_dir, objects, summary)
 
 
 # ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ Outputs that already exist are kept (a second run resumes); every file is writte
 atomically. Images that have no mask are skipped and counted, not an error.
 """
 import collections
+import contextlib
 import dataclasses
 import functools
 import multiprocessing
@@ -34,6 +35,7 @@ from dataset.layouts import PRETRAIN_SETS
 from utils.errors import UserError
 from utils.files import atomic_path, make_writable_folder, remove_stale_temporaries
 from utils.images import IMAGE_EXTENSIONS, list_images
+from utils.masks import write_label_mask
 from utils.names import check_plain_name, path_inside, read_name_list
 from utils.palette import FLAT_PALETTE
 
@@ -55,15 +57,27 @@ LAYOUTS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Item:
-    """One image to convert.
+class ColourSet:
+    """A set whose masks are colour images: its image and mask folders (under --src) and image extensions."""
+    images: tuple
+    masks: tuple
+    extensions: tuple = IMAGE_EXTENSIONS
 
-    kind: 'colour' (source is a colour-mask path), 'voc' (source is an indexed mask
-    path) or 'coco' (source is (height, width, segmentations) of its kept annotations).
-    """
+
+COLOUR_SETS = {
+    'MSRA10K': ColourSet(('MSRA10K_Imgs_GT', 'Imgs'), ('MSRA10K_Imgs_GT', 'Imgs'), ('.jpg', '.jpeg')),
+    'ECSSD': ColourSet(('images',), ('ground_truth_mask',)),
+    'PASCAL-S': ColourSet(('datasets', 'imgs', 'pascal'), ('datasets', 'masks', 'pascal')),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One image to convert: `to_labels(source)` makes its label map, from a mask path (colour_file_labels,
+    voc_file_labels) or, for COCO, from (height, width, segmentations) of its kept annotations."""
     image: str
     stem: str
-    kind: str
+    to_labels: object
     source: object
 
 
@@ -147,6 +161,45 @@ def coco_label_mask(segmentations, height, width):
     return labels
 
 
+class _Skip(Exception):
+    """An item that cannot be converted; the message is the reason, counted in the summary."""
+
+
+@contextlib.contextmanager
+def _mask_image(path):
+    """The Pillow image of a mask file, loaded; an unreadable one is skipped (_Skip)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            yield image
+    except OSError as error:
+        raise _Skip(f'unreadable mask ({error.__class__.__name__})') from None
+
+
+def colour_file_labels(path):
+    """colour_mask_to_labels of a colour (or grey) mask file."""
+    with _mask_image(path) as image:
+        if image.mode in ('P', 'PA', 'RGBA', 'CMYK', 'YCbCr', 'HSV', 'LAB'):
+            image = image.convert('RGB')
+        elif image.mode in ('1', 'LA'):
+            image = image.convert('L')
+        return colour_mask_to_labels(np.array(image))
+
+
+def voc_file_labels(path):
+    """voc_mask_to_labels of an indexed SegmentationObject file."""
+    with _mask_image(path) as image:
+        if image.mode not in ('P', 'L'):
+            raise _Skip(f'mask is not an indexed PNG (mode {image.mode})')
+        return voc_mask_to_labels(np.array(image))
+
+
+def coco_item_labels(source):
+    """coco_label_mask of a COCO item's (height, width, segmentations), at most MAX_LABEL of them."""
+    height, width, segmentations = source
+    return coco_label_mask(segmentations[:MAX_LABEL], height, width)
+
+
 def _pycocotools_mask():
     try:
         import pycocotools.mask as mask_utils
@@ -196,35 +249,19 @@ def _colour_listing(image_dir, mask_dir, exts):
         stem = os.path.splitext(name)[0]
         mask = os.path.join(mask_dir, stem + '.png')
         if os.path.isfile(mask):
-            listing.items.append(Item(os.path.join(image_dir, name), stem, 'colour', mask))
+            listing.items.append(Item(os.path.join(image_dir, name), stem, colour_file_labels, mask))
         else:
             listing.skipped['image without a mask'].append(os.path.join(image_dir, name))
     return listing
 
 
-def msra10k_items(src):
-    """Listing of MSRA10K: SRC/MSRA10K_Imgs_GT/Imgs/<name>.jpg with <name>.png masks beside them."""
-    folder = os.path.join(src, 'MSRA10K_Imgs_GT', 'Imgs')
-    if not os.path.isdir(folder):
-        raise _layout_error('MSRA10K', src)
-    return _colour_listing(folder, folder, ('.jpg', '.jpeg'))
-
-
-def ecssd_items(src):
-    """Listing of ECSSD: SRC/images/<name>.jpg, SRC/ground_truth_mask/<name>.png."""
-    images, masks = os.path.join(src, 'images'), os.path.join(src, 'ground_truth_mask')
+def colour_items(name, src):
+    """Listing of the colour-mask set `name` (COLOUR_SETS): images with a mask of the same stem."""
+    layout = COLOUR_SETS[name]
+    images, masks = os.path.join(src, *layout.images), os.path.join(src, *layout.masks)
     if not (os.path.isdir(images) and os.path.isdir(masks)):
-        raise _layout_error('ECSSD', src)
-    return _colour_listing(images, masks, IMAGE_EXTENSIONS)
-
-
-def pascal_s_items(src):
-    """Listing of PASCAL-S: SRC/datasets/imgs/pascal/<name>.jpg, SRC/datasets/masks/pascal/<name>.png."""
-    images = os.path.join(src, 'datasets', 'imgs', 'pascal')
-    masks = os.path.join(src, 'datasets', 'masks', 'pascal')
-    if not (os.path.isdir(images) and os.path.isdir(masks)):
-        raise _layout_error('PASCAL-S', src)
-    return _colour_listing(images, masks, IMAGE_EXTENSIONS)
+        raise _layout_error(name, src)
+    return _colour_listing(images, masks, layout.extensions)
 
 
 def voc_items(src):
@@ -243,7 +280,7 @@ def voc_items(src):
         elif not os.path.isfile(mask):
             listing.skipped['image without a mask'].append(image)
         else:
-            listing.items.append(Item(image, stem, 'voc', mask))
+            listing.items.append(Item(image, stem, voc_file_labels, mask))
     return listing
 
 
@@ -265,7 +302,7 @@ def coco_items_from(coco, image_dir, listing=None, min_area=COCO_MIN_AREA):
             listing.skipped[f'no annotation with area >= {min_area}'].append(path)
             continue
         stem = os.path.splitext(file_name)[0]
-        listing.items.append(Item(path, stem, 'coco', (int(info['height']), int(info['width']), kept)))
+        listing.items.append(Item(path, stem, coco_item_labels, (int(info['height']), int(info['width']), kept)))
     return listing
 
 
@@ -297,9 +334,7 @@ def coco_items(src, splits=COCO_SPLITS, min_area=COCO_MIN_AREA):
 
 
 LISTERS = {
-    'MSRA10K': msra10k_items,
-    'ECSSD': ecssd_items,
-    'PASCAL-S': pascal_s_items,
+    **{name: functools.partial(colour_items, name) for name in COLOUR_SETS},
     'PASCALVOC2012': voc_items,
     'COCO': coco_items,
 }
@@ -316,10 +351,6 @@ def list_items(name, src):
 
 # ---------------------------------------------------------------- converting
 
-class _Skip(Exception):
-    """An item that cannot be converted; the message is the reason, counted in the summary."""
-
-
 def output_paths(item, dst, name):
     """(image, mask) output paths of an item."""
     ext = os.path.splitext(item.image)[1].lower()
@@ -330,27 +361,9 @@ def output_paths(item, dst, name):
 
 def item_labels(item):
     """The uint8 label map of an item (raises _Skip with a reason when it cannot be made)."""
-    if item.kind == 'coco':
-        height, width, segmentations = item.source
-        labels = coco_label_mask(segmentations[:MAX_LABEL], height, width)
-    else:
-        try:
-            with Image.open(item.source) as image:
-                image.load()
-                if item.kind == 'voc':
-                    if image.mode not in ('P', 'L'):
-                        raise _Skip(f'mask is not an indexed PNG (mode {image.mode})')
-                    labels = voc_mask_to_labels(np.array(image))
-                else:
-                    if image.mode in ('P', 'PA', 'RGBA', 'CMYK', 'YCbCr', 'HSV', 'LAB'):
-                        image = image.convert('RGB')
-                    elif image.mode in ('1', 'LA'):
-                        image = image.convert('L')
-                    labels = colour_mask_to_labels(np.array(image))
-        except OSError as error:
-            raise _Skip(f'unreadable mask ({error.__class__.__name__})') from None
-        if labels.max(initial=0) > MAX_LABEL:
-            raise _Skip(f'more than {MAX_LABEL} labels in the mask')
+    labels = item.to_labels(item.source)
+    if labels.max(initial=0) > MAX_LABEL:
+        raise _Skip(f'more than {MAX_LABEL} labels in the mask')
     try:
         with Image.open(item.image) as image:
             size = image.size
@@ -359,14 +372,6 @@ def item_labels(item):
     if size != (labels.shape[1], labels.shape[0]):
         raise _Skip('mask size differs from the image size')
     return labels.astype(np.uint8)
-
-
-def write_mask(path, labels, palette):
-    """Write uint8 labels as an indexed PNG with the given flat palette, atomically."""
-    image = Image.fromarray(np.asarray(labels, np.uint8), mode='P')
-    image.putpalette(palette)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format='PNG')
 
 
 def convert_item(item, dst, name, palette):
@@ -381,7 +386,7 @@ def convert_item(item, dst, name, palette):
     if not os.path.isfile(image_out):
         with atomic_path(image_out) as tmp:
             shutil.copyfile(item.image, tmp)
-    write_mask(mask_out, labels, palette)
+    write_label_mask(mask_out, labels, palette)
     return 'written', None
 
 
@@ -441,8 +446,8 @@ def _progress(total, name, enabled):
 
 
 __all__ = [
-    'LAYOUTS', 'Item', 'Listing', 'Summary', 'colour_mask_to_labels', 'voc_mask_to_labels',
-    'coco_label_mask', 'load_palette', 'msra10k_items', 'ecssd_items', 'pascal_s_items', 'voc_items',
-    'coco_items', 'coco_items_from', 'list_items', 'output_paths', 'item_labels', 'write_mask',
+    'LAYOUTS', 'COLOUR_SETS', 'Item', 'Listing', 'Summary', 'colour_mask_to_labels', 'voc_mask_to_labels',
+    'coco_label_mask', 'colour_file_labels', 'voc_file_labels', 'coco_item_labels', 'load_palette',
+    'colour_items', 'voc_items', 'coco_items', 'coco_items_from', 'list_items', 'output_paths', 'item_labels',
     'convert_item', 'unify',
 ]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.inference.options import DEFAULT_BANK_OPTIONS
+from model.inference.options import DEFAULT_BANK_OPTIONS, WORKING_SIZE
 from model.network.loading import load_model
 from tests.conftest import REPO, run_script
 from tests.support.synth import moving_shapes
@@ -40,9 +40,9 @@ def write_clip(path, frames, fps=10):
 class App:
     """The app's server on a free port, in this process; request(method, path, body) -> (status, bytes)."""
 
-    def __init__(self, model, max_upload_bytes=64 * 2 ** 20):
+    def __init__(self, model, max_upload_bytes=64 * 2 ** 20, size=WORKING_SIZE):
         self.workspace = Workspace(max_upload_bytes)
-        self.propagator = Propagator(model, DEFAULT_BANK_OPTIONS, workers=0)
+        self.propagator = Propagator(model, DEFAULT_BANK_OPTIONS, size=size, workers=0)
         self.server = AppServer(('127.0.0.1', 0), self.workspace, self.propagator, loopback_only=True)
         self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
         threading.Thread(target=self.server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True).start()
@@ -152,6 +152,30 @@ def test_the_app_writes_the_pngs_eval_py_writes_and_corrects_from_a_frame_on(tmp
     assert status == 400 and 'frame 2 has no annotation' in answer['error']
 
 
+def test_at_a_working_size_the_app_writes_what_eval_py_writes_at_the_clip_size(tmp_path, model, recipe_checkpoint):
+    frames, masks = moving_shapes(8, 4, H, W, 2)
+    zipped = _zip({f'{t:05d}.png': _png(frame) for t, frame in enumerate(frames)})   # a zip of frames this time
+    first_mask = tmp_path / 'first.png'
+    write_label_mask(first_mask, masks[0])
+    app = App(model, size=32)
+    try:
+        assert app.request('POST', '/api/upload?name=shapes.zip', zipped)[0] == 200
+        app.request('POST', '/api/annotation/0/import', first_mask.read_bytes())
+        assert app.propagate(0)['state'] == 'finished'
+        results = app.masks_zip()
+    finally:
+        app.close()
+    folder = tmp_path / 'shapes'
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        archive.extractall(folder)
+    run_script('eval.py', '--video', folder, '--mask', first_mask, '--resume', recipe_checkpoint, '--device', 'cpu',
+               '--output', tmp_path / 'out', '--size', 32)
+    for t in range(4):
+        expected = np.array(Image.open(tmp_path / 'out' / 'AFB-URR_Video' / 'shapes' / f'{t:05d}.png'))
+        assert expected.shape == (H, W)
+        np.testing.assert_array_equal(results[f'masks/{t:05d}.png'], expected, err_msg=f'frame {t}')
+
+
 def test_a_cancelled_run_leaves_complete_files(tmp_path, app):
     frames, masks = moving_shapes(4, 40, H, W, 1)
     app.upload(write_clip(tmp_path / 'long.mp4', frames))
@@ -161,14 +185,18 @@ def test_a_cancelled_run_leaves_complete_files(tmp_path, app):
         assert job['state'] in ('waiting', 'running'), job
         time.sleep(0.05)
         job = app.json('GET', '/api/state')[1]['job']
-    app.request('POST', '/api/cancel', b'')
-    while job['state'] == 'running':
+    status, answer = app.json('POST', '/api/upload?name=other.mp4', b'\0' * 1000)
+    assert status == 409 and 'a propagation is running' in answer['error']
+    waiting = app.propagate(0, wait=False)                              # one run at a time: this one waits
+    assert waiting['state'] == 'waiting'
+    app.request('POST', '/api/cancel', b'')                             # cancels both
+    while app.propagator.busy:
         time.sleep(0.05)
-        job = app.json('GET', '/api/state')[1]['job']
-    assert job['state'] == 'cancelled' and 3 <= job['done'] < 40
+    assert app.json('GET', '/api/state')[1]['job']['state'] == 'cancelled'
     results = app.workspace.results_folder
     names = sorted(os.listdir(results))
-    assert names == [f'{t:05d}.png' for t in range(job['done'])]    # no temporaries, no gaps
+    assert 3 <= len(names) < 40
+    assert names == [f'{t:05d}.png' for t in range(len(names))]        # no temporaries, no gaps
     for name in names:
         with Image.open(os.path.join(results, name)) as image:
             image.load()                                                # decodes to the end
@@ -239,6 +267,10 @@ def test_bad_uploads_get_a_message_and_the_app_keeps_its_clip(tmp_path, model):
         app.close()
 
 
+def app_folders(folder):
+    return [name for name in os.listdir(folder) if name.startswith('afburr-app-')]
+
+
 def test_app_py_serves_until_sigterm_and_removes_its_work_folder(tmp_path, recipe_checkpoint):
     frames, masks = moving_shapes(6, 3, H, W, 1)
     clip = write_clip(tmp_path / 'start.mp4', frames)
@@ -258,12 +290,12 @@ def test_app_py_serves_until_sigterm_and_removes_its_work_folder(tmp_path, recip
             page = response.read().decode()
             assert "default-src 'self'" in response.headers['Content-Security-Policy']
         assert '<script src="/static/app.js"' in page and 'http' not in page   # nothing from another host
-        assert len(os.listdir(work)) == 1
+        assert len(app_folders(work)) == 1
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and stderr.strip() == 'interrupted: the app stopped; its work folder is removed'
-    assert os.listdir(work) == []
+    assert app_folders(work) == []
 
     # Another address warns; a bad flag or checkpoint is one line, and nothing is left behind.
     result = run_script('app.py', '--host', '0.0.0.0', '--resume', tmp_path / 'missing.pth', '--device', 'cpu',
@@ -273,4 +305,4 @@ def test_app_py_serves_until_sigterm_and_removes_its_work_folder(tmp_path, recip
     assert lines[0].startswith('warning: --host 0.0.0.0') and lines[1].startswith('error: ')
     result = run_script('app.py', '--video', tmp_path / 'missing.mp4', env=env, check=False)
     assert result.returncode == 2 and result.stderr.strip().endswith('missing.mp4: video file not found')
-    assert os.listdir(work) == []
+    assert app_folders(work) == []

@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 import time
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from torchvision.transforms.functional import to_tensor
 
 from dataset.eval_sets import (Sequence, davis_sequences, frame_folder_sequence, long_video_sequences,
                                youtube_sequences)
-from dataset.frame_stream import stream_frames, stream_video_file, video_fps
+from dataset.frame_stream import VideoFile, probe_video, stream_frames, stream_video_file
 from tests.conftest import run_code
 from tests.support.synth import moving_shapes, write_davis, write_long_video, write_youtube
 from utils.async_writer import AsyncWriter
@@ -228,7 +229,7 @@ def test_stream_errors(tmp_path):
     fake = tmp_path / 'fake.mp4'
     fake.write_bytes(b'\x00' * 100)
     _raises(fake, stream_video_file, str(fake), seq.given_masks[0])
-    _raises(tmp_path / 'missing.mp4', video_fps, str(tmp_path / 'missing.mp4'))
+    _raises(tmp_path / 'missing.mp4', probe_video, str(tmp_path / 'missing.mp4'))
 
 
 # ------------------------------------------------------------------ outputs
@@ -286,7 +287,7 @@ def test_mp4_writer(tmp_path):
         for frame in frames:
             writer.write(frame)
     assert _count_frames(path) == (5, (H, W))
-    assert video_fps(str(path)) == pytest.approx(10, abs=0.01)
+    assert probe_video(str(path)).fps == pytest.approx(10, abs=0.01)
     assert os.listdir(tmp_path / 'out') == ['video.mp4']
 
     broken = tmp_path / 'out' / 'broken.mp4'
@@ -391,7 +392,13 @@ def test_stream_video_file(tmp_path):
     assert all(item.given is None for item in items[1:])
     # lossy codec: close to the written frames, not equal
     assert (items[3].frame - torch.from_numpy(frames[3]).permute(2, 0, 1) / 255).abs().mean() < 0.05
-    assert video_fps(path) == pytest.approx(12, abs=0.01)
+    assert probe_video(path).fps == pytest.approx(12, abs=0.01)
+    opened, real_capture = [], cv2.VideoCapture
+    with mock.patch('cv2.VideoCapture', side_effect=lambda *args: opened.append(args) or real_capture(*args)):
+        video = VideoFile(path, mask_path, 'clip')
+        for _ in range(2):
+            assert video.fps == pytest.approx(12, abs=0.01) and video.frame_count == 7
+    assert len(opened) == 1  # probed once, however often fps and frame_count are read
     # stopping early ends the decoding thread
     stream = stream_video_file(path, mask_path, prefetch=1)
     assert next(stream).index == 0

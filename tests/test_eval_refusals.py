@@ -2,6 +2,8 @@
 selections, lists that are not UTF-8, images that would decode wrongly or into gigabytes, frames changing
 size, results of another run in the same folder. Each ends in one 'error: ' line (or one warning line where
 the run can go on) and writes nothing it should not."""
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -21,34 +23,12 @@ from dataset.frame_stream import load_frame_item
 from dataset.scoring import annotation_frame_names
 from dataset.training import DAVISTrain, load_pair
 from tests.conftest import REPO, run_script
+from tests.support.recipe import write_recipe_checkpoint
 from tests.support.synth import moving_shapes, write_davis, write_long_video
+from tests.test_bad_input import davis, eval_flags, one_error_line  # noqa: F401 (davis: a fixture)
 from utils.errors import UserError
 from utils.images import MAX_IMAGE_PIXELS, natural_sorted, rgb_to_tensor
 from utils.masks import write_label_mask
-
-
-@pytest.fixture(scope='module')
-def davis(tmp_path_factory):
-    """A DAVIS layout of two sequences, and a file that is no checkpoint (a run that got to loading the
-    model would stop at it with another message)."""
-    root = tmp_path_factory.mktemp('davis')
-    for i in range(2):
-        frames, masks = moving_shapes(i, 3, 32, 48, 1)
-        write_davis(str(root / 'DAVIS'), f'seq{i}', frames, masks)
-    (root / 'not_a_checkpoint.pth').write_text('not weights')
-    return root
-
-
-def eval_flags(davis, output):
-    return ['--level', '1', '--dataset', str(davis / 'DAVIS'), '--resume', str(davis / 'not_a_checkpoint.pth'),
-            '--device', 'cpu', '--output', str(output)]
-
-
-def one_error_line(capsys):
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), err
-    return lines[0]
 
 
 def tree(folder):
@@ -272,6 +252,8 @@ import torch
 from PIL import Image
 from dataset import frame_stream
 from dataset.eval_sets import open_video
+from tests.test_bad_input import davis, eval_flags, one_error_line  # noqa: F401 (davis: a fixture)
+from tests.support.recipe import write_recipe_checkpoint
 from tests.support.synth import moving_shapes
 from utils.masks import write_label_mask
 
@@ -319,3 +301,51 @@ def test_workers_that_lose_frames_are_replaced_by_decoding_in_process(tmp_path):
     assert result.returncode == 0 and result.stdout == 'frames ok\n', result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith('warning: ')]
     assert len(warnings) == 1 and 'frame-decoding workers failed (DataLoader timed out after 5 seconds)' in warnings[0]
+
+
+# ------------------------------------------------------------------ reruns into the same results folder
+
+def test_a_rerun_with_another_checkpoint_or_options_is_refused(tmp_path, recipe_checkpoint):
+    _, masks = _frame_folder(tmp_path / 'clip', ['00000', '00001'])
+    write_label_mask(tmp_path / 'first.png', masks[0])
+    other_checkpoint = write_recipe_checkpoint(8, tmp_path / 'recipe8.pth')
+    results = tmp_path / 'out' / 'AFB-URR_Video'
+
+    def run(checkpoint, *flags):
+        return run_script('eval.py', '--video', tmp_path / 'clip', '--mask', tmp_path / 'first.png', '--resume',
+                          checkpoint, '--device', 'cpu', '--output', tmp_path / 'out', *flags, check=False)
+
+    assert run(recipe_checkpoint).returncode == 0
+    record = json.loads((results / 'run.json').read_text())
+    assert record == {'checkpoint': 'sha256:' + hashlib.sha256(open(recipe_checkpoint, 'rb').read()).hexdigest(),
+                      'level': 'video', 'budget': 300000, 'update_rate': 0.1, 'merge_thres': 0.95,
+                      'precision': 'fp32'}
+    masks_before = tree(results)
+    advice = 'pass --overwrite to replace them, or choose another --output (or --prefix)'
+
+    result = run(other_checkpoint)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        f"error: {results}: holds the results of another run (checkpoint {record['checkpoint']!r}, now "
+        f"{'sha256:' + hashlib.sha256(open(other_checkpoint, 'rb').read()).hexdigest()!r}); {advice}"]
+    result = run(recipe_checkpoint, '--update-rate', '0.05')
+    assert error_lines(result.stderr) == [
+        f'error: {results}: holds the results of another run (update_rate 0.1, now 0.05); {advice}']
+    assert tree(results) == masks_before
+
+    assert run(recipe_checkpoint).returncode == 0   # the same run again
+    assert run(other_checkpoint, '--overwrite').returncode == 0
+    assert json.loads((results / 'run.json').read_text())['checkpoint'] != record['checkpoint']
+    assert tree(results) != masks_before
+
+
+# ------------------------------------------------------------------ corrupt video files
+
+def test_a_corrupt_mp4_is_one_line_with_ffmpegs_reason(tmp_path, recipe_checkpoint):
+    (tmp_path / 'clip.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' + bytes(range(256)) * 20)
+    write_label_mask(tmp_path / 'first.png', np.ones((32, 48), np.uint8))
+    result = run_script('eval.py', '--video', tmp_path / 'clip.mp4', '--mask', tmp_path / 'first.png',
+                        '--resume', recipe_checkpoint, '--device', 'cpu', '--output', tmp_path / 'out', check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f'error: {tmp_path / "clip.mp4"}: cannot open it as a video (moov atom not found)']

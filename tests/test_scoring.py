@@ -364,7 +364,9 @@ def test_score_results_end_to_end(tmp_path):
     # Global: J-Mean (1 + .8 + 0)/3 = .6, J-Recall 2/3, J-Decay .4/3, F-Mean 2/3,
     #         F-Recall 2/3, F-Decay 0, J&F (.6 + 2/3)/2 = .6333.
     ann, res = make_dataset(tmp_path)
-    objects, summary = scoring.score_sequences(res, sequences(ann, 'seqA', 'seqB'), 'davis', ProcessInfo())
+    objects, summary, csv_paths = scoring.score_sequences(res, sequences(ann, 'seqA', 'seqB'), 'davis',
+                                                          ProcessInfo())
+    assert csv_paths == (os.path.join(res, 'global_results-val.csv'), os.path.join(res, 'per-sequence_results-val.csv'))
     assert [o.name for o in objects] == ['seqA_1', 'seqA_2', 'seqB_1']
     a2 = objects[1]
     assert a2.j_mean == pytest.approx(0.8) and a2.j_recall == 1.0 and a2.j_decay == pytest.approx(0.4)
@@ -393,7 +395,7 @@ def test_score_results_end_to_end(tmp_path):
 
 def test_scores_sent_between_processes_merge_into_the_same_numbers(tmp_path):
     ann, res = make_dataset(tmp_path)
-    objects, summary = scoring.score_sequences(res, sequences(ann, 'seqA', 'seqB'), 'davis', ProcessInfo())
+    objects, summary, _ = scoring.score_sequences(res, sequences(ann, 'seqA', 'seqB'), 'davis', ProcessInfo())
     # What each torchrun process sends back: plain, picklable rows.
     parts = [pickle.loads(pickle.dumps(scoring.score_sequence(res, seq, ann / seq))) for seq in ['seqA', 'seqB']]
     rows = [o for part in parts for o in part]

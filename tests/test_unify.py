@@ -15,6 +15,7 @@ from dataset.layouts import PRETRAIN_SETS
 from dataset.training import read_pretrain_sets
 from tests.support.temporaries import running_writer, temporaries_of_a_killed_writer
 from utils.errors import UserError
+from utils.masks import read_label_mask, write_label_mask
 from utils.palette import FLAT_PALETTE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,7 +125,7 @@ def test_msra10k_script_converts_skips_and_resumes(tmp_path):
 
     # Resume: existing outputs are left alone, missing ones are made again.
     kept = os.path.join(dst, 'Annotations', 'MSRA10K', '11.png')
-    U.write_mask(kept, np.full((2, 2), 7, np.uint8), FLAT_PALETTE)
+    write_label_mask(kept, np.full((2, 2), 7, np.uint8))
     os.remove(os.path.join(dst, 'Annotations', 'MSRA10K', '12.png'))
     again = _run_script(*args[:-2], '--worker', '1')
     assert again.returncode == 0, again.stderr
@@ -410,3 +411,25 @@ def test_assets():
     path = os.path.join(REPO, 'assets', 'mask_palette.png')
     assert os.path.getsize(path) < 4096
     assert U.load_palette(path) == FLAT_PALETTE
+
+
+def test_write_label_mask_takes_the_palette_given(tmp_path):
+    labels = np.array([[0, 1], [2, 7]], np.uint8)
+    palette = [value for index in range(256) for value in (index, 255 - index, 7)]
+    write_label_mask(tmp_path / 'mask.png', labels, palette)
+    with Image.open(tmp_path / 'mask.png') as image:
+        assert image.mode == 'P' and image.getpalette()[:768] == palette
+    np.testing.assert_array_equal(read_label_mask(tmp_path / 'mask.png'), labels)
+
+
+def test_every_colour_set_is_listed_from_the_table(tmp_path):
+    assert set(U.COLOUR_SETS) | {'PASCALVOC2012', 'COCO'} == set(PRETRAIN_SETS)
+    for name, layout in U.COLOUR_SETS.items():
+        src = tmp_path / name
+        os.makedirs(src.joinpath(*layout.images), exist_ok=True)
+        os.makedirs(src.joinpath(*layout.masks), exist_ok=True)
+        Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(src.joinpath(*layout.images, 'a.jpg'))
+        Image.fromarray(np.full((2, 2, 3), 255, np.uint8)).save(src.joinpath(*layout.masks, 'a.png'))
+        listing = U.list_items(name, str(src))
+        assert [item.stem for item in listing.items] == ['a']
+        np.testing.assert_array_equal(U.item_labels(listing.items[0]), np.zeros((2, 2), np.uint8))

@@ -62,14 +62,14 @@ def read_label_mask(path):
         f'convert it, e.g. map each object colour to its label and save with Image.fromarray(labels, "L")')
 
 
-def label_mask_image(labels):
-    """A palette ('P') Pillow image of a uint8 label array."""
+def label_mask_image(labels, palette=FLAT_PALETTE):
+    """A palette ('P') Pillow image of a uint8 label array; `palette` is flat (768 values), the DAVIS one by default."""
     image = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode='P')
-    image.putpalette(FLAT_PALETTE)
+    image.putpalette(palette)
     return image
 
 
-def write_label_mask(path, labels):
-    """Write a uint8 (H, W) label array as a palette PNG, atomically."""
+def write_label_mask(path, labels, palette=FLAT_PALETTE):
+    """Write a uint8 (H, W) label array as a palette PNG (label_mask_image), atomically."""
     with atomic_path(path) as tmp:
-        label_mask_image(labels).save(tmp, format='PNG')
+        label_mask_image(labels, palette).save(tmp, format='PNG')

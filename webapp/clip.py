@@ -47,12 +47,13 @@ class Clip:
         """uint8 (H, W, 3) of frame t as the page shows it (a video frame's preview is a JPEG)."""
         return np.array(read_rgb(self.preview_paths[t]))
 
-    def items(self, start, workers=2):
-        """FrameItems (no given masks) from frame `start` on, decoded as eval.py decodes them."""
+    def items(self, start, size, workers=2):
+        """FrameItems (no given masks) from frame `start` on at the working size `size` (None: the native size),
+        decoded and resized as eval.py does it."""
         if self.video is not None:
-            return stream_video_frames(self.video, start=start)
+            return stream_video_frames(self.video, start=start, size=size)
         sequence = Sequence(name=self.name, frame_paths=self.frame_paths, frame_names=self.frame_names,
-                            given_masks={})
+                            given_masks={}, working_size=size)
         return stream_frames(sequence, workers=workers, start=start)
 
 

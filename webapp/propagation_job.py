@@ -11,8 +11,11 @@ import contextlib
 import threading
 import time
 
+from model.inference.options import WORKING_SIZE
+from model.inference.precision import DEFAULT_PRECISION
 from model.inference.video_runner import OutputFolders, segment_video
 from utils.errors import UserError
+from utils.images import resize_labels
 from utils.masks import object_labels_of
 
 
@@ -41,31 +44,31 @@ class Job:
     def status(self):
         seconds = self.seconds if self.finished or self.started_at is None else time.perf_counter() - self.started_at
         fps = self.done / seconds if seconds > 0 and self.done else 0.0
+        seconds_left = round((self.total - self.done) / fps, 1) if fps and not self.finished else None
         return {'state': self.state, 'start': self.start, 'done': self.done, 'total': self.total,
-                'fps': round(fps, 3), 'seconds_left': round((self.total - self.done) / fps, 1) if fps and not self.finished else None,
-                'error': self.error}
+                'fps': round(fps, 3), 'seconds_left': seconds_left, 'error': self.error}
 
 
 class RunSource:
     """The clip from frame `start` on as a video source of segment_video (model.inference.video_runner)."""
     object_labels = ()
 
-    def __init__(self, clip, job, given):
-        self.clip, self.job, self.given = clip, job, given
+    def __init__(self, clip, job, given, size):
+        self.clip, self.job, self.given, self.size = clip, job, given, size
         self.name = clip.name
         self.fps = clip.fps
         self.frame_count = job.total
 
     def frames(self, workers):
-        items = self.clip.items(self.job.start, workers)
+        items = self.clip.items(self.job.start, self.size, workers)
         with contextlib.closing(items):
             for item in items:
                 if self.job.cancelled.is_set():
                     return
                 given = self.given.get(item.index)
                 if given is not None:
-                    item.given = given
                     item.given_labels = tuple(object_labels_of(given, f'the annotation of frame {item.index}'))
+                    item.given = given if item.original_size is None else resize_labels(given, item.frame.shape[-2:])
                 self.job.fed += 1
                 yield item
 
@@ -77,10 +80,12 @@ class RunSource:
 
 
 class Propagator:
-    """Runs jobs on the model, one at a time, in background threads; a job started while another runs waits."""
+    """Runs jobs on the model, one at a time, in background threads; a job started while another runs waits.
 
-    def __init__(self, model, options, precision='fp32', workers=2):
-        self.model, self.options, self.precision, self.workers = model, options, precision, workers
+    `size`: the working size (utils.images.working_size; None: the native size), as eval.py's --size."""
+
+    def __init__(self, model, options, precision=DEFAULT_PRECISION, size=WORKING_SIZE, workers=2):
+        self.model, self.options, self.precision, self.size, self.workers = model, options, precision, size, workers
         self.job = None             # the latest job, the one the page shows
         self._lock = threading.Lock()
         self._runs = []             # (job, thread) of the jobs not known to be finished
@@ -113,8 +118,9 @@ class Propagator:
             job.started_at = time.perf_counter()
             try:
                 workspace.clear_results(job.start)
-                segment_video(self.model, RunSource(clip, job, given), OutputFolders(workspace.results_folder),
-                              self.options, workers=self.workers, progress=False, precision=self.precision)
+                segment_video(self.model, RunSource(clip, job, given, self.size),
+                              OutputFolders(workspace.results_folder), self.options, workers=self.workers,
+                              progress=False, precision=self.precision)
                 job.state = 'cancelled' if job.cancelled.is_set() else 'finished'
             except Exception as error:  # shown in the page; the app keeps running
                 job.error = str(error) if isinstance(error, UserError) else f'{type(error).__name__}: {error}'

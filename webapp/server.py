@@ -64,14 +64,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     # ------------------------------------------------------------ plumbing
-    def _send(self, status, body=b'', content_type='application/octet-stream', headers=()):
+    def _start(self, status, content_type=None, length=0, headers=()):
         self.send_response(status)
         for name, value in (*SECURITY_HEADERS.items(), *headers):
             self.send_header(name, value)
         if status != 204:
             self.send_header('Content-Type', content_type)
-            self.send_header('Content-Length', str(len(body)))
+            self.send_header('Content-Length', str(length))
         self.end_headers()
+
+    def _send(self, status, body=b'', content_type='application/octet-stream'):
+        self._start(status, content_type, len(body))
         if status != 204:
             self.wfile.write(body)
 
@@ -81,12 +84,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _file(self, path, content_type=None, download_name=None):
         content_type = content_type or mimetypes.guess_type(path)[0] or 'application/octet-stream'
         headers = [('Content-Disposition', f'attachment; filename="{download_name}"')] if download_name else []
-        self.send_response(200)
-        for name, value in (*SECURITY_HEADERS.items(), *headers):
-            self.send_header(name, value)
-        self.send_header('Content-Type', content_type)
-        self.send_header('Content-Length', str(os.path.getsize(path)))
-        self.end_headers()
+        self._start(200, content_type, os.path.getsize(path), headers)
         with open(path, 'rb') as source:
             shutil.copyfileobj(source, self.wfile)
 

@@ -23,6 +23,24 @@ def working_size_problem(value):
     return None
 
 
+def size_flag_problem(value):
+    """Why a --size flag value is refused (a working size, or -1 for the native size), or None."""
+    why = None if value == -1 else working_size_problem(value)
+    return None if why is None else f'{why}, or -1 for the native size'
+
+
+def working_size_of_flag(value):
+    """The working size a --size flag value asks for: WORKING_SIZE when not given (None), None (the native
+    size) for -1."""
+    if value is None:
+        return WORKING_SIZE
+    return None if value == -1 else value
+
+
+SIZE_FLAG_HELP = (f'resize frames so that their shorter side is N pixels (never enlarged; masks are written at '
+                  f'the video\'s size); -1: the native size (default {WORKING_SIZE})')
+
+
 def _check_budget(value):
     if not value > 0:
         return 'must be a positive number of features'

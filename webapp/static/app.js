@@ -48,11 +48,15 @@ function draw() {
   context.drawImage(view.image, 0, 0);
   const { width, height } = canvas;
   const pixels = new ImageData(width, height);
-  for (let i = 0; i < view.mask.length; i++) {
-    const label = view.mask[i];
+  const mask = view.mask;
+  for (let i = 0; i < mask.length; i++) {
+    const label = mask[i];
     if (label === 0) continue;
-    const [r, g, b] = view.palette[label];
-    pixels.data.set([r, g, b, 120], 4 * i);
+    const x = i % width;
+    // A black 1-pixel outline on the object's own border pixels, as utils/overlay.py draws it.
+    const border = (x > 0 && mask[i - 1] !== label) || (x < width - 1 && mask[i + 1] !== label) ||
+      (i >= width && mask[i - width] !== label) || (i + width < mask.length && mask[i + width] !== label);
+    pixels.data.set(border ? [0, 0, 0, 255] : [...view.palette[label], 120], 4 * i);
   }
   maskCanvas.getContext('2d').putImageData(pixels, 0, 0);
   context.drawImage(maskCanvas, 0, 0);
