@@ -100,7 +100,7 @@ class Session:
         if output is None:
             height, width = frame.shape[-2:]
             return np.zeros((height, width), np.uint8), np.ones((1, height, width), np.float32)
-        return self._loop.labels(output), output.probabilities.cpu().numpy()
+        return self._loop.label_map(output), output.probabilities.cpu().numpy()
 
 
 class Segmenter:
