@@ -46,6 +46,15 @@ def run_script(script, *args, cwd=REPO, env=None, check=True, file_size_limit=No
 
 
 @pytest.fixture
+def float64():
+    """Torch's default dtype float64 for the test (as the released code was run for the golden *_f64 twins)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch.float64
+    torch.set_default_dtype(default)
+
+
+@pytest.fixture
 def one_thread():
     """Torch on one CPU thread for the test. Float32 gradient norms of the golden training step move by
     up to 2.4e-4 (relative) between 1 and 2 threads (measured), more than the 1e-4 asked; the golden step
