@@ -84,7 +84,7 @@ def test_size_none_runs_at_the_native_size_as_before(recipe_checkpoint, clip):
     outputs = list(loop.run(FrameItem(t, rgb_to_tensor(frame), masks[0] if t == 0 else None, (1, 2) if t == 0 else ())
                             for t, frame in enumerate(frames)))
     for (labels, probabilities), output in zip(results, outputs):
-        np.testing.assert_array_equal(labels, loop.labels(output))
+        np.testing.assert_array_equal(labels, loop.label_map(output))
         np.testing.assert_array_equal(probabilities, output.probabilities.numpy())
     assert Segmenter.from_pretrained(recipe_checkpoint, device='cpu').size == 480
 
