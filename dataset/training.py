@@ -7,7 +7,7 @@ Every dataset item is ``(frames, masks, obj_n, info)``:
   obj_n   int, chosen objects + 1 (1 when no clip with an object was found in
           `max_retries` draws; the trainer skips such clips);
   info    dict: 'name' (video, or 'SET/image' for pretrain), 'frames' (the
-          clip's frame indices into the video's sorted frame list; pretrain
+          clip's frame indices into the video's frame list, in natural order; pretrain
           repeats index 0), 'objects' (the chosen label ids, in channel order).
 
 Sampling and augmentation follow the released training code: video levels pick
@@ -197,7 +197,8 @@ class DAVISTrain(_VideoDataset):
                     f'(frames without a mask: {unmasked[:5]}{" ..." if len(unmasked) > 5 else ""}; '
                     f'masks without a frame: {orphans[:5]}{" ..." if len(orphans) > 5 else ""}); '
                     f'every training frame needs a mask of the same name')
-            files = [(os.path.join(image_dir, images[s]), os.path.join(mask_dir, masks[s])) for s in natural_sorted(images)]
+            files = [(os.path.join(image_dir, images[s]), os.path.join(mask_dir, masks[s]))
+                     for s in natural_sorted(images)]
             self.videos.append((name, files))
 
 

@@ -46,6 +46,15 @@ def run_script(script, *args, cwd=REPO, env=None, check=True, file_size_limit=No
 
 
 @pytest.fixture
+def float64():
+    """Torch's default dtype float64 for the test (as the released code was run for the golden *_f64 twins)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch.float64
+    torch.set_default_dtype(default)
+
+
+@pytest.fixture
 def one_thread():
     """Torch on one CPU thread for the test: tiny runs are as fast on one thread, and stay fast when other
     work shares the cores (no test's result depends on the thread count)."""

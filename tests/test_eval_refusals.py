@@ -152,10 +152,11 @@ def test_training_frames_run_in_number_order(tmp_path):
     root = tmp_path / 'DAVIS'
     frames, masks = moving_shapes(0, 3, 32, 48, 1)
     write_davis(str(root), 'seq', frames, masks, split='train')
-    for folder, ext in ((root / 'JPEGImages' / '480p' / 'seq', '.jpg'), (root / 'Annotations' / '480p' / 'seq', '.png')):
+    for folder, ext in ((root / 'JPEGImages' / '480p' / 'seq', '.jpg'),
+                        (root / 'Annotations' / '480p' / 'seq', '.png')):
         for t, name in enumerate(('0', '5', '10')):
             os.rename(folder / f'{t:05d}{ext}', folder / f'{name}{ext}')
-    [(_, files)] = DAVISTrain(str(root)).videos
+    [(_, files)] = DAVISTrain(str(root), output_size=32, clip_n=2, obj_n=2).videos
     assert [os.path.basename(image) for image, _ in files] == ['0.jpg', '5.jpg', '10.jpg']
 
 
@@ -319,7 +320,7 @@ def test_a_rerun_with_another_checkpoint_or_options_is_refused(tmp_path, recipe_
     record = json.loads((results / 'run.json').read_text())
     assert record == {'checkpoint': 'sha256:' + hashlib.sha256(open(recipe_checkpoint, 'rb').read()).hexdigest(),
                       'level': 'video', 'budget': 300000, 'update_rate': 0.1, 'merge_thres': 0.95,
-                      'precision': 'fp32'}
+                      'precision': 'fp32', 'size': 480}
     masks_before = tree(results)
     advice = 'pass --overwrite to replace them, or choose another --output (or --prefix)'
 

@@ -32,8 +32,20 @@ FLOAT32_DISTANCE_FACTOR = 4
 FLOAT32_FLOOR = 16 * np.finfo(np.float32).eps
 
 
+# The order of each kind of golden file's `params` array (tests/data, as the golden README lists them).
+INFERENCE_PARAMS = ('weights_seed', 'video_seed', 'frames', 'height', 'width', 'objects', 'budget', 'update_rate',
+                    'merge_thres')
+TRAINING_PARAMS = ('weights_seed', 'video_seed', 'size', 'frames', 'objects', 'lu')
+
+
 def load_golden(name):
     return dict(np.load(os.path.join(DATA, name)))
+
+
+def golden_params(golden, names):
+    """A golden file's `params` array as {name: value}."""
+    assert len(golden['params']) == len(names)
+    return dict(zip(names, golden['params'].tolist()))
 
 
 def float32_tolerance(golden32, golden64, key, relative):
@@ -69,15 +81,6 @@ def frame_tensor(frame, dtype):
     return torch.from_numpy(frame.astype(np.float64 if dtype == torch.float64 else np.float32) / 255).permute(2, 0, 1)
 
 
-@pytest.fixture
-def float64():
-    """Run the model in float64, as the released code was run for the *_f64 twins."""
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield torch.float64
-    torch.set_default_dtype(default)
-
-
 def usage_sums(bank):
     """Each object's usage summed as the golden files sum it: the usage column of the released
     (n, 2) [frame added, usage] table, whose strided sum adds in another order than a contiguous one."""
@@ -87,10 +90,10 @@ def usage_sums(bank):
 
 def run_inference(golden, dtype):
     """Our loop on a golden video: logits of frames 1.., bank sizes and usage sums after each frame."""
-    weights_seed, _, n_frames, _, _, _, budget, update_rate, merge_thres = golden['params']
-    model = recipe_model(int(weights_seed), dtype)
+    params = golden_params(golden, INFERENCE_PARAMS)
+    model = recipe_model(int(params['weights_seed']), dtype)
     labels = tuple(present_labels(golden['first_mask']))
-    loop = Propagation(model, options=BankOptions(int(budget), float(update_rate), float(merge_thres)))
+    loop = Propagation(model, options=BankOptions(int(params['budget']), params['update_rate'], params['merge_thres']))
     items = [FrameItem(t, frame_tensor(f, dtype), golden['first_mask'] if t == 0 else None, labels if t == 0 else ())
              for t, f in enumerate(golden['frames'])]
 
@@ -136,14 +139,14 @@ def test_float64_inference_matches_released_code(name, float64):
 
 
 def run_training_step(golden, dtype):
-    weights_seed, _, _, _, n_objects, lu = golden['params']
-    model = recipe_model(int(weights_seed), dtype)
+    params = golden_params(golden, TRAINING_PARAMS)
+    model = recipe_model(int(params['weights_seed']), dtype)
     model.train()
     freeze_batchnorm(model)
     frames = torch.stack([frame_tensor(f, dtype) for f in golden['frames']])
     masks = torch.stack([torch.from_numpy(golden['masks'] == label).to(dtype)
-                         for label in range(int(n_objects) + 1)], dim=1)
-    result = clip_loss(model, frames, masks, lu=float(lu), budget=BankOptions().budget)
+                         for label in range(int(params['objects']) + 1)], dim=1)
+    result = clip_loss(model, frames, masks, lu=params['lu'], budget=BankOptions().budget)
     result.loss.backward()
     parameters = dict(model.named_parameters())
     return result, [parameters[key].grad.norm().item() for key in golden['grad_keys']]

@@ -37,14 +37,6 @@ def random_model(seed=0):
     return model
 
 
-@pytest.fixture
-def float64():
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(default)
-
-
 def inputs(obj_n=3, height=64, width=96, seed=1):
     generator = torch.Generator().manual_seed(seed)
     frame = torch.rand(1, 3, height, width, generator=generator)

@@ -55,7 +55,7 @@ def test_level_2_keeps_a_channel_for_an_id_missing_in_between(model, tmp_path):
     assert loop.bank.obj_n == 4 and loop.bank.class_budget == NO_MERGING.budget // 4
     for output in outputs[1:]:
         assert torch.all(output.scores[2] == -FORCED_SCORE)  # never started, forced away, yet memorized
-        assert 2 not in set(np.unique(loop.labels(output)))
+        assert 2 not in set(np.unique(loop.label_map(output)))
     assert loop.bank.sizes()[2] == loop.bank.sizes()[1]
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 import eval as eval_script
 
+from model.inference.options import working_size_of_flag
 from model.inference.propagation import FrameItem, Propagation
 from model.inference.segmenter import Segmenter
 from tests.conftest import run_script
@@ -83,7 +84,7 @@ def test_size_none_runs_at_the_native_size_as_before(recipe_checkpoint, clip):
     outputs = list(loop.run(FrameItem(t, rgb_to_tensor(frame), masks[0] if t == 0 else None, (1, 2) if t == 0 else ())
                             for t, frame in enumerate(frames)))
     for (labels, probabilities), output in zip(results, outputs):
-        np.testing.assert_array_equal(labels, loop.labels(output))
+        np.testing.assert_array_equal(labels, loop.label_map(output))
         np.testing.assert_array_equal(probabilities, output.probabilities.numpy())
     assert Segmenter.from_pretrained(recipe_checkpoint, device='cpu').size == 480
 
@@ -95,9 +96,9 @@ def test_size_with_a_level_is_refused_with_one_line(tmp_path, recipe_checkpoint,
     assert result.stderr.strip() == ('error: --size is for --video: the --level protocols run at their released '
                                      'frame sizes (see eval.py --help)')
     args = eval_script.parse_args(['--video', 'v.mp4', '--mask', 'm.png', '--resume', 'davis17'])
-    assert eval_script.working_size(args) == 480
+    assert working_size_of_flag(args.size) == 480
     args = eval_script.parse_args(['--video', 'v.mp4', '--mask', 'm.png', '--resume', 'davis17', '--size', '-1'])
-    assert eval_script.working_size(args) is None
+    assert working_size_of_flag(args.size) is None
     with pytest.raises(SystemExit):
         eval_script.parse_args(['--video', 'v.mp4', '--mask', 'm.png', '--resume', 'davis17', '--size', '8'])
     assert 'at least 16, or -1 for the native size' in capsys.readouterr().err

@@ -42,6 +42,15 @@ class FrameOutput:
     probabilities: torch.Tensor   # (obj_n, h, w)
 
 
+@dataclass
+class PendingFrame:
+    """A segmented frame waiting to be memorized, which happens when the next frame arrives."""
+    frame: torch.Tensor           # (1, 3, h, w) on the model's device
+    probabilities: torch.Tensor   # (obj_n, h, w)
+    index: int
+    restart: bool                 # masks were given at this frame: the bank restarts from it
+
+
 class Propagation:
     """Segments one video.
 
@@ -65,13 +74,13 @@ class Propagation:
         self.update_before = update_before
         self.bank = None
         self._started = {0}          # labels whose objects have started (the background always has)
-        self._to_memorize = None     # (frame, probabilities, index, restart) of the previous frame
+        self._pending = None         # the previous frame, memorized when this one arrives
 
     @property
     def obj_n(self):
         return len(self.label_values)
 
-    def labels(self, output, size=None):
+    def label_map(self, output, size=None):
         """uint8 numpy label map of a FrameOutput: the argmax of its scores, resized (nearest) to `size`."""
         channels = output.scores.argmax(dim=0)
         if size is not None and tuple(size) != tuple(channels.shape):
@@ -90,11 +99,11 @@ class Propagation:
     def step(self, item):
         """Segment one frame; None while no object has started."""
         self._memorize_previous()
-        given = tuple(item.given_labels)
-        if self.bank is None and not given:
+        given_labels = tuple(item.given_labels)
+        if self.bank is None and not given_labels:
             return None
         frame = item.frame.to(self.device).unsqueeze(0)
-        new_labels = [label for label in given if label not in self.label_values]
+        new_labels = [label for label in given_labels if label not in self.label_values]
         self.label_values += new_labels
         if self.bank is None:
             scores = torch.zeros(self.obj_n, *frame.shape[-2:], dtype=self.dtype, device=self.device)
@@ -102,13 +111,13 @@ class Propagation:
             scores = self._segment(frame)
             if new_labels:
                 scores = torch.cat([scores, scores.new_zeros(len(new_labels), *scores.shape[-2:])])
-        self._started.update(given)
+        self._started.update(given_labels)
         waiting = [c for c, label in enumerate(self.label_values) if label not in self._started]
         scores[waiting] = -FORCED_SCORE
-        if given:
-            self._force_given(scores, item.given, given)
+        if given_labels:
+            self._force_given(scores, item.given, given_labels)
         probabilities = torch.softmax(scores, dim=0)
-        self._to_memorize = (frame, probabilities, item.index, bool(given))
+        self._pending = PendingFrame(frame, probabilities, item.index, restart=bool(given_labels))
         return FrameOutput(item, scores, probabilities)
 
     def _force_given(self, scores, given_mask, given_labels):
@@ -135,13 +144,12 @@ class Propagation:
 
     def _memorize_previous(self):
         """Memorize the previous frame: restart the bank when masks were given there, else update it."""
-        if self._to_memorize is None:
+        pending, self._pending = self._pending, None
+        if pending is None:
             return
-        frame, probabilities, index, restart = self._to_memorize
-        self._to_memorize = None
-        if restart:
+        if pending.restart:
             if self.bank is None or self.bank.obj_n != self.obj_n:
                 self.bank = FeatureBank(self.obj_n, self.options)
-            self.bank.init(*self._memorize(frame, probabilities), index)
-        elif self.update_before is None or index < self.update_before:
-            self.bank.update(*self._memorize(frame, probabilities), index)
+            self.bank.init(*self._memorize(pending.frame, pending.probabilities), pending.index)
+        elif self.update_before is None or pending.index < self.update_before:
+            self.bank.update(*self._memorize(pending.frame, pending.probabilities), pending.index)

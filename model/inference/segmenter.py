@@ -142,7 +142,7 @@ class Session:
         if output is None:
             labels, probs = np.zeros((height, width), np.uint8), np.ones((1, height, width), np.float32)
             return (labels, probs) if probabilities else labels
-        labels = self._loop.labels(output, size=original_size)
+        labels = self._loop.label_map(output, size=original_size)
         if not probabilities:
             return labels
         probs = output.probabilities

@@ -98,10 +98,10 @@ def segment_video(model, source, folders, options=DEFAULT_BANK_OPTIONS, update_b
             report.frames += 1
             if not source.writes(item.index):
                 continue
-            labels = loop.labels(output, size=item.original_size)
+            labels = loop.label_map(output, size=item.original_size)
             writer.write_mask(folders.mask_path(item.name), labels)
             if folders.overlays is not None:
-                small = labels if item.original_size in (None, tuple(item.frame.shape[-2:])) else loop.labels(output)
+                small = labels if item.original_size in (None, tuple(item.frame.shape[-2:])) else loop.label_map(output)
                 writer.write_overlay(folders.overlay_path(item.name), tensor_to_rgb(item.frame), small, video)
     report.seconds = time.perf_counter() - start
     if loop.bank is not None:
