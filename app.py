@@ -7,7 +7,6 @@ It serves on 127.0.0.1 only (--host changes that), opens no browser and sends no
 writes stays in its own temporary work folder, removed when it stops (Ctrl-C or SIGTERM).
 """
 import argparse
-import os
 import sys
 
 from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
@@ -22,7 +21,7 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from utils.errors import UserError
     from webapp.propagation_job import Propagator
     from webapp.server import AppServer
-    from webapp.workspace import Workspace
+    from webapp.workspace import Workspace, clip_name
 
 LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')
 
@@ -51,7 +50,7 @@ def serve(args):
     workspace = Workspace(int(args.max_upload_mb * 2 ** 20))
     try:
         if args.video:
-            workspace.open_file(args.video, os.path.splitext(os.path.basename(args.video))[0])
+            workspace.open_file(args.video, clip_name(args.video))
         device = select_device(*chosen_device(args.device, args.gpu))
         check_precision(args.precision, device)
         model = load_model(resolve_checkpoint(args.resume), device)

@@ -245,6 +245,13 @@ def test_bad_uploads_get_a_message_and_the_app_keeps_its_clip(tmp_path, model):
         assert not os.path.exists(os.path.join(os.path.dirname(app.workspace.root), 'evil.png'))
         assert sorted(os.listdir(app.workspace.root)) == ['clip-0']     # failed uploads leave nothing
 
+
+        # A name that could upset a path or a header is made plain.
+        status, state = app.json('POST', '/api/upload?name=a%22%0d%0aX-Evil%3a%201%2f..%2fb%00c.mp4', open(clip, 'rb').read())
+        assert status == 200 and state['clip']['name'] == 'b_c'
+        with urllib.request.urlopen(app.url + '/api/download/masks.zip', timeout=30) as response:
+            assert response.headers['Content-Disposition'] == 'attachment; filename="b_c_masks.zip"'
+            assert 'X-Evil' not in response.headers
         # A zip of frames in one folder opens as a clip named by its frames.
         frames_zip = _zip({f'clip/{t:03d}.png': _png(frames[t]) for t in range(3)} | {'clip/.DS_Store': b''})
         status, state = app.json('POST', '/api/upload?name=frames.zip', frames_zip)

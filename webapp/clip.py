@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from dataset.eval_sets import FOLDER_FPS, Sequence, list_frames
-from dataset.frame_stream import read_video_frames, stream_frames, stream_video_frames, video_fps
+from dataset.frame_stream import probe_video, read_video_frames, stream_frames, stream_video_frames
 from utils.errors import UserError
 from utils.files import atomic_path
 from utils.images import IMAGE_EXTENSIONS, opened_image, read_rgb
@@ -76,7 +76,7 @@ def _open_video(path, folder, name):
         preview = path_inside(folder, f'{index:05d}.jpg')
         Image.fromarray(rgb).save(preview, quality=PREVIEW_QUALITY)
         previews.append(preview)
-    return Clip(name=name, frame_names=[f'{t:05d}' for t in range(len(previews))], fps=video_fps(path),
+    return Clip(name=name, frame_names=[f'{t:05d}' for t in range(len(previews))], fps=probe_video(path).fps,
                 size=tuple(size), preview_paths=previews, video=path)
 
 

@@ -83,6 +83,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _file(self, path, content_type=None, download_name=None):
         content_type = content_type or mimetypes.guess_type(path)[0] or 'application/octet-stream'
+        if download_name:  # the clip's name may hold any letter; a header takes ASCII
+            download_name = re.sub(r'[^A-Za-z0-9._-]', '_', download_name)
         headers = [('Content-Disposition', f'attachment; filename="{download_name}"')] if download_name else []
         self._start(200, content_type, os.path.getsize(path), headers)
         with open(path, 'rb') as source:

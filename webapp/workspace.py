@@ -10,6 +10,7 @@ when the workspace closes (app.py closes it at every exit).
 """
 import itertools
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -50,7 +51,7 @@ class Workspace:
         """Stream `length` bytes of `body` (a file object) to disk and open them as the clip.
 
         A body over the limit is read to its end but not kept, so that the client gets the answer."""
-        name = os.path.splitext(os.path.basename(filename or 'clip'))[0] or 'clip'
+        name = clip_name(filename)
         if length > self.max_upload_bytes:
             discard(body, length)
             raise UserError(f'{name}: the file is {length / 2 ** 20:.1f} MB, over the limit of '
@@ -206,6 +207,13 @@ class Workspace:
                 labels = self.result(t)
                 video.write(overlay(clip.frame_rgb(t), empty if labels is None else labels))
         return path
+
+
+def clip_name(filename):
+    """A clip's name from a file name the user gave: its stem, with what could upset a path or a header (path
+    separators, control characters, quotes) replaced by '_'."""
+    stem = os.path.splitext(os.path.basename(filename or ''))[0]
+    return re.sub(r'[^\w .()+-]', '_', stem).strip() or 'clip'
 
 
 def discard(body, length):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dataset.frame_stream import read_video_frames, video_fps
+from dataset.frame_stream import probe_video, read_video_frames
 from utils.masks import present_labels, read_label_mask
 from utils.video_writer import Mp4Writer
 
@@ -47,7 +47,7 @@ class Walk:
 def first_frames(video, path, count):
     """Write the first `count` frames of `video` as the MP4 `path` (at the video's frame rate); returns path."""
     frames = read_video_frames(video)
-    with Mp4Writer(path, video_fps(video)) as writer:
+    with Mp4Writer(path, probe_video(video).fps) as writer:
         for (_, rgb), _ in zip(frames, range(count)):
             writer.write(rgb)
     frames.close()
