@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from model.inference.propagation import FrameItem
 from utils.errors import UserError
 from utils.images import rgb_to_tensor
-from utils.masks import object_labels_of, read_label_mask
+from utils.masks import object_labels_of, read_label_mask, required_object_labels
 
 
 @dataclass
@@ -46,6 +46,13 @@ def _read_frame(path):
         raise UserError(f'{path}: frame image not found') from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise UserError(f'{path}: cannot read frame image ({error})') from None
+
+
+def check_first_mask(mask_path, frame):
+    """A first-frame mask must exist and give at least one object; `frame` names what it gives the objects of."""
+    if not os.path.isfile(mask_path):
+        raise UserError(f'{mask_path}: first-frame mask not found (it gives the objects of {frame})')
+    required_object_labels(read_label_mask(mask_path), f'{mask_path}: the first-frame mask')
 
 
 def read_given_mask(mask_path, frame_path, frame_size, objects=None):
@@ -204,8 +211,7 @@ def stream_video_file(path, given_mask_path, prefetch=8):
     path = os.fspath(path)
     given_mask_path = os.fspath(given_mask_path)
     _open_video(path).release()  # checked now, not at the first next()
-    if not os.path.isfile(given_mask_path):
-        raise UserError(f'{given_mask_path}: first-frame mask not found (it gives the objects of {path})')
+    check_first_mask(given_mask_path, path)
     return _video_items(path, given_mask_path, prefetch)
 
 
