@@ -13,21 +13,26 @@ import sys
 import time
 from functools import partial
 
-from dataset import scoring
-from dataset.eval_sets import open_video
-from dataset.levels import LEVELS, VIDEO_MODEL_NAME
-from model.inference.options import DEFAULT_BANK_OPTIONS, BankOptions, bank_option_problem
-from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
-from model.inference.video_runner import OutputFolders, is_done, segment_video
-from model.network.loading import load_model
-from utils.cli import OneLineParser, checked, run_command
-from utils.common_flags import (CHECKPOINT_CHOICES, add_device_flags, add_resume_flag, add_workers_flag,
-                                chosen_device)
-from utils.device import process_device
-from utils.distributed import process_group
-from utils.download import resolve_checkpoint
-from utils.files import make_writable_folder
-from utils.names import path_inside
+from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset import scoring
+    from dataset.eval_sets import open_video
+    from dataset.layouts import dataset_input_folders
+    from dataset.levels import LEVELS, VIDEO_MODEL_NAME
+    from model.inference.options import (DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, BankOptions, bank_option_problem,
+                                         size_flag_problem, working_size_of_flag)
+    from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
+    from model.inference.video_runner import OutputFolders, is_done, segment_video
+    from model.network.loading import load_model
+    from utils.common_flags import (CHECKPOINT_CHOICES, add_device_flags, add_resume_flag, add_workers_flag,
+                                    chosen_device)
+    from utils.device import process_device
+    from utils.distributed import process_group
+    from utils.download import resolve_checkpoint
+    from utils.files import make_writable_folder
+    from utils.names import path_inside, plain_name_problem, refuse_inside
+    from utils.run_record import check_run_record, file_digest, write_run_record
 
 
 def _bank_flag(name, convert):
@@ -45,7 +50,8 @@ def parse_args(argv=None):
     released.add_argument('--viz', action='store_true', help='also write overlays and an overlay MP4 per video')
     released.add_argument('--dataset', help='dataset root folder')
     add_resume_flag(released, 'checkpoint')
-    released.add_argument('--prefix', help='appended to the output folder name as _PREFIX')
+    released.add_argument('--prefix', type=checked(str, plain_name_problem),
+                          help='appended to the output folder name as _PREFIX (one plain name)')
     released.add_argument('--update-rate', type=_bank_flag('update_rate', float),
                           help='merge update rate, in (0, 1] (default: the level\'s, 0.1 for level 1 and --video, '
                                '0.05 for levels 2 and 3 as in the paper)')
@@ -57,7 +63,9 @@ def parse_args(argv=None):
     added.add_argument('--output', default='output',
                        help='results root (default output); overlays go to OUTPUT/overlay/')
     added.add_argument('--sequences', help='comma-separated subset of the videos to run')
-    added.add_argument('--overwrite', action='store_true', help='redo videos whose outputs are all written (default: skip them)')
+    added.add_argument('--overwrite', action='store_true',
+                       help='redo videos whose outputs are all written (default: skip them), also into a results '
+                            'folder of another checkpoint or options (run.json)')
     added.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_HELP)
     add_workers_flag(added, 'frame-decoding worker processes per video', default=2)
     added.add_argument('--score', action='store_true', help='score the results against the annotations (DAVIS protocol)')
@@ -65,6 +73,7 @@ def parse_args(argv=None):
     added.add_argument('--results', help='with --score-only: folder with <video>/<frame>.png results')
     added.add_argument('--video', help='a video file (MP4/AVI/MOV) or a folder of frames to segment')
     added.add_argument('--mask', help="with --video: the first frame's label mask (palette or grey-level PNG)")
+    added.add_argument('--size', type=checked(int, size_flag_problem), help=f'with --video: {SIZE_FLAG_HELP}')
     args = parser.parse_args(argv)
     if args.video is None and args.level is None:
         parser.error('one of --level or --video is required')
@@ -73,10 +82,14 @@ def parse_args(argv=None):
     if args.video is not None and (args.score or args.score_only):
         parser.error('--score: a --video has no ground truth to score against; lay the video out as a long '
                      'video with its annotations and use --level 3 --score')
+    if args.size is not None and args.video is None:
+        parser.error('--size is for --video: the --level protocols run at their released frame sizes')
     if args.video is None and not args.dataset:
         parser.error('--dataset is required with --level')
     if not args.score_only and not args.resume:
         parser.error(f'--resume is required ({CHECKPOINT_CHOICES})')
+    if args.sequences is not None and not selected_names(args.sequences):
+        parser.error(f'--sequences {args.sequences!r}: names no video; give comma-separated video names')
     if args.score_only and not args.results:
         parser.error('--score-only needs --results, the folder to score')
     return args
@@ -106,16 +119,46 @@ def output_folders(args, video_name):
     return OutputFolders(path_inside(results_root(args), video_name), overlays)
 
 
+def input_folders(args):
+    """The folders eval.py reads and must never write in: the dataset's frames and annotations, or the
+    --video frame folder."""
+    if args.video:
+        return [args.video] if os.path.isdir(args.video) else []
+    return dataset_input_folders(args.dataset)
+
+
 def check_output_roots(args):
-    """Create the results folder (and with --viz the overlay folder) and prove them writable."""
-    make_writable_folder(results_root(args))
-    if args.viz:
-        make_writable_folder(overlay_root(args))
+    """Refuse results inside the inputs; create the results folder (and with --viz the overlay folder)
+    and prove them writable."""
+    roots = [results_root(args)] + ([overlay_root(args)] if args.viz else [])
+    for root in roots:
+        refuse_inside(root, input_folders(args), 'choose an --output outside the dataset')
+    for root in roots:
+        make_writable_folder(root)
+
+
+def selected_names(sequences):
+    return [name for name in sequences.split(',') if name]
+
+
+def run_record(args, checkpoint):
+    """What makes this run's results (utils.run_record): a rerun into the same folder that differs in any entry
+    would mix its results with these, so it is refused."""
+    options = bank_options(args)
+    return {
+        'checkpoint': file_digest(checkpoint),
+        'level': args.level if args.video is None else 'video',
+        'budget': options.budget,
+        'update_rate': options.update_rate,
+        'merge_thres': options.merge_thres,
+        'precision': args.precision,
+        'size': working_size_of_flag(args.size) if args.video else None,  # None: the level's released sizes
+    }
 
 
 def select_sequences(args):
     """The level's videos, only those of --sequences when given (the others are not read)."""
-    wanted = [name for name in args.sequences.split(',') if name] if args.sequences else None
+    wanted = selected_names(args.sequences) if args.sequences is not None else None
     return LEVELS[args.level].read_sequences(args.dataset, wanted)
 
 
@@ -165,12 +208,20 @@ def evaluate(args):
             score(args, select_sequences(args), args.results, process)
             return
         # Every input, then the output folders, are checked before the model loads.
-        source = open_video(args.video, args.mask) if args.video else select_sequences(args)
+        source = (open_video(args.video, args.mask, working_size_of_flag(args.size)) if args.video
+                  else select_sequences(args))
         check_output_roots(args)
         name, flag = chosen_device(args.device, args.gpu)
         device = process_device(name, process, flag)
         check_precision(args.precision, device)
-        model = load_model(resolve_checkpoint(args.resume), device)
+        checkpoint = resolve_checkpoint(args.resume)
+        record = run_record(args, checkpoint)
+        if not args.overwrite:
+            check_run_record(results_root(args), record, 'pass --overwrite to replace them, or choose another '
+                                                          '--output (or --prefix)')
+        model = load_model(checkpoint, device)
+        if process.is_main:
+            write_run_record(results_root(args), record)
         start = time.perf_counter()
         if args.video:
             run_video(args, source, model)

@@ -12,15 +12,17 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from dataset.training import TRAINING_LEVELS, training_dataset, training_level
-from model.training.config import TrainingConfig, continued_config
-from model.training.trainer import train
-from utils.checkpoint import read_checkpoint
-from utils.cli import OneLineParser, run_command
-from utils.common_flags import add_device_flags, add_resume_flag, add_workers_flag, chosen_device
-from utils.device import select_device
-from utils.download import resolve_checkpoint
-from utils.files import make_writable_folder
+from utils.cli import OneLineParser, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset.training import TRAINING_LEVELS, training_dataset, training_level
+    from model.training.config import TrainingConfig, continued_config
+    from model.training.trainer import train
+    from utils.checkpoint import read_checkpoint
+    from utils.common_flags import add_device_flags, add_resume_flag, add_workers_flag, chosen_device
+    from utils.device import select_device
+    from utils.download import resolve_checkpoint
+    from utils.files import make_writable_folder
 
 DEFAULTS = {field.name: field.default for field in fields(TrainingConfig)}
 
@@ -103,8 +105,8 @@ def run(given):
 
 def main(argv=None):
     given = parse_args(argv)
-    return run_command(lambda: run(given), 'with --log, the checkpoints of finished epochs are kept; continue '
-                                           'the run with --resume <run folder>/model/final.pth')
+    # An interrupted Trainer says which checkpoints are kept; before it runs, none of this run's are written.
+    return run_command(lambda: run(given), 'training had not started; run the same command again')
 
 if __name__ == '__main__':
     sys.exit(main())

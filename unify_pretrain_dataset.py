@@ -8,10 +8,12 @@ Existing outputs are kept, so an interrupted run can simply be started again.
 import os
 import sys
 
-from dataset.layouts import PRETRAIN_SETS
-from dataset.unify import load_palette, unify
-from utils.cli import OneLineParser, run_command
-from utils.common_flags import add_workers_flag
+from utils.cli import OneLineParser, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from dataset.layouts import PRETRAIN_SETS
+    from dataset.unify import load_palette, unify
+    from utils.common_flags import add_workers_flag
 
 
 def parse_args(argv=None):

@@ -32,7 +32,7 @@ class Sequence:
         released); empty: the objects of the given masks.
     """
     name: str
-    frame_paths: list[str]                    # sorted by file name
+    frame_paths: list[str]                    # in natural order of file names (utils.images)
     frame_names: list[str]                    # output names (file stems) of those frames
     given_masks: dict[int, str]
     given_objects: dict[int, list[int]] | None = None
@@ -40,6 +40,7 @@ class Sequence:
     frames_to_write: set[int] | None = None   # YouTube-VOS: indices of the frames listed in meta.json; None: all
     annotation_dir: str | None = None         # ground truth for scoring (DAVIS, long videos)
     resize_height: int | None = None          # 495 for YouTube-VOS
+    working_size: int | None = None           # your own video: utils.images.working_size; None: the native size
     fps = FOLDER_FPS
 
     def __len__(self):
@@ -69,7 +70,8 @@ class Sequence:
 
 
 def list_frames(folder, what='frames'):
-    """Sorted frame file paths (.jpg/.jpeg/.png) of `folder` and their stems; UserError if there are none."""
+    """Frame file paths (.jpg/.jpeg/.png) of `folder` in natural order (10 after 9) and their stems;
+    UserError if there are none."""
     if not os.path.isdir(folder):
         raise UserError(f'{folder}: {what} folder not found (expected *.jpg or *.png frames)')
     files = list_images(folder)
@@ -115,23 +117,25 @@ def long_video_sequences(root, wanted=None):
     return [_first_mask_sequence(*video) for video in long_videos(root, wanted)]
 
 
-def frame_folder_sequence(folder, mask_path, name=None):
-    """A plain folder of .jpg/.png frames (sorted by name) whose first frame's mask is `mask_path`."""
+def frame_folder_sequence(folder, mask_path, name=None, size=None):
+    """A plain folder of .jpg/.png frames (in natural order of names) whose first frame's mask is `mask_path`,
+    segmented at the working size `size` (None: the native size)."""
     folder = os.fspath(folder)
     paths, stems = list_frames(folder, 'video')
     mask_path = os.fspath(mask_path)
     check_first_mask(mask_path, f'frame {paths[0]}')
     name = name or os.path.basename(os.path.normpath(os.path.abspath(folder)))
-    return Sequence(name=name, frame_paths=paths, frame_names=stems, given_masks={0: mask_path})
+    return Sequence(name=name, frame_paths=paths, frame_names=stems, given_masks={0: mask_path}, working_size=size)
 
 
-def open_video(path, mask_path):
-    """Your own video: a folder of frames (a Sequence) or a video file (a VideoFile), named after the path."""
+def open_video(path, mask_path, size=None):
+    """Your own video: a folder of frames (a Sequence) or a video file (a VideoFile), named after the path, to
+    segment at the working size `size` (utils.images.working_size; None: the native size)."""
     name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
     if os.path.isdir(path):
-        return frame_folder_sequence(path, mask_path, name=name)
+        return frame_folder_sequence(path, mask_path, name=name, size=size)
     check_first_mask(mask_path, path)
-    return VideoFile(path, mask_path, name)
+    return VideoFile(path, mask_path, name, size)
 
 
 def _load_meta(meta_path):

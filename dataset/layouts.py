@@ -24,6 +24,11 @@ PRETRAIN_LAYOUT = ('the pretrain layout written by unify_pretrain_dataset.py: RO
                    'and ROOT/Annotations/<SET>/*.png, SET in ' + ', '.join(PRETRAIN_SETS))
 
 
+def dataset_input_folders(root):
+    """The folders of an evaluation dataset (every level) that hold its frames and its annotations."""
+    return [os.path.join(root, 'JPEGImages'), os.path.join(root, 'Annotations')]
+
+
 def require_dir(path, layout):
     if not os.path.isdir(path):
         raise UserError(f'{path}: folder not found; expected {layout}')

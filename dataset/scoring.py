@@ -35,6 +35,7 @@ import numpy as np
 from utils.distributed import gather_from_all
 from utils.errors import UserError
 from utils.files import atomic_path
+from utils.images import natural_sorted
 from utils.masks import VOID_LABEL, present_labels, read_label_mask
 from utils.metrics import boundary_f_measure, object_statistics, region_similarity
 
@@ -185,9 +186,9 @@ def evaluate_sequence(sequence, gt_masks, result_masks, protocol='davis', frame_
 
 
 def annotation_frame_names(gt_dir):
-    """Sorted names of the ground-truth PNGs (`*.png`, hidden files skipped) in a folder."""
+    """Names of the ground-truth PNGs (`*.png`, hidden files skipped) in a folder, in natural order (as the frames)."""
     try:
-        names = sorted(name for name in os.listdir(gt_dir)
+        names = natural_sorted(name for name in os.listdir(gt_dir)
                        if name.endswith('.png') and not name.startswith('.'))
     except FileNotFoundError:
         raise UserError(f'{gt_dir}: ground-truth folder not found') from None

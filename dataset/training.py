@@ -7,7 +7,7 @@ Every dataset item is ``(frames, masks, obj_n, info)``:
   obj_n   int, chosen objects + 1 (1 when no clip with an object was found in
           `max_retries` draws; the trainer skips such clips);
   info    dict: 'name' (video, or 'SET/image' for pretrain), 'frames' (the
-          clip's frame indices into the video's sorted frame list; pretrain
+          clip's frame indices into the video's frame list, in natural order; pretrain
           repeats index 0), 'objects' (the chosen label ids, in channel order).
 
 Sampling and augmentation follow the released training code: video levels pick
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision.transforms import InterpolationMode
 import torchvision.transforms.functional as F
 
@@ -38,7 +37,7 @@ from dataset import transforms as P
 from dataset.layouts import (DAVIS_LAYOUT, PRETRAIN_LAYOUT, PRETRAIN_SETS, YOUTUBE_TRAIN_LAYOUT, davis_split,
                              require_dir)
 from utils.errors import UserError
-from utils.images import IMAGE_EXTENSIONS, list_images
+from utils.images import IMAGE_EXTENSIONS, list_images, natural_sorted, read_rgb
 from utils.masks import VOID_LABEL, label_mask_image, read_label_mask
 from utils.names import read_name_list
 
@@ -61,13 +60,7 @@ def _stems(folder, extensions):
 
 def load_pair(image_path, mask_path):
     """A PIL RGB image and its PIL 'P' label mask; a size mismatch is a UserError."""
-    try:
-        with Image.open(image_path) as image:
-            image = image.convert('RGB')
-    except FileNotFoundError:
-        raise UserError(f'{image_path}: image file not found') from None
-    except OSError as error:
-        raise UserError(f'{image_path}: not a readable image ({error})') from None
+    image = read_rgb(image_path, 'image file')
     mask = label_mask_image(read_label_mask(mask_path))
     if mask.size != image.size:
         raise UserError(f'{mask_path}: mask is {mask.size[0]}x{mask.size[1]} but its image {image_path} '
@@ -204,7 +197,8 @@ class DAVISTrain(_VideoDataset):
                     f'(frames without a mask: {unmasked[:5]}{" ..." if len(unmasked) > 5 else ""}; '
                     f'masks without a frame: {orphans[:5]}{" ..." if len(orphans) > 5 else ""}); '
                     f'every training frame needs a mask of the same name')
-            files = [(os.path.join(image_dir, images[s]), os.path.join(mask_dir, masks[s])) for s in sorted(images)]
+            files = [(os.path.join(image_dir, images[s]), os.path.join(mask_dir, masks[s]))
+                     for s in natural_sorted(images)]
             self.videos.append((name, files))
 
 
@@ -236,7 +230,7 @@ class YouTubeTrain(_VideoDataset):
             mask_dir = os.path.join(mask_root, name)
             images = _stems(image_dir, ('.jpg', '.jpeg'))
             masks = _stems(mask_dir, ('.png',))
-            paired = sorted(set(images) & set(masks))
+            paired = natural_sorted(set(images) & set(masks))
             unpaired = len(images) + len(masks) - 2 * len(paired)
             if not paired:
                 _say(f'{image_dir}: no frame has a mask of the same name in {mask_dir}; video skipped')

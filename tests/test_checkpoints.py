@@ -1,6 +1,7 @@
 """Checkpoints: the released keys, layouts that load strictly, and files refused because they are
 not checkpoints or would run code."""
 import os
+import pickle
 
 import pytest
 import torch
@@ -94,3 +95,29 @@ def test_a_checkpoint_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_
         f'utils.errors.UserError: {path}: cannot write it (File too large); free disk space or make its folder '
         f'writable, then run again')
     assert os.listdir(tmp_path) == ['final.pth'] and read_checkpoint(path)['epoch'] == 1
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_weights_that_are_not_finite_are_refused_naming_the_file_and_the_first_bad_key(tmp_path, bad):
+    state = recipe_state_dict(7)
+    state['keyval_r4.Key.bias'][3] = bad
+    state['decoder.pred2.weight'][0, 0] = bad
+    torch.save({'epoch': 0, 'model': state}, tmp_path / 'diverged.pth')
+    with pytest.raises(UserError) as error:
+        read_checkpoint(tmp_path / 'diverged.pth')
+    assert str(error.value) == (f'{tmp_path / "diverged.pth"}: weight keyval_r4.Key.bias holds NaN or infinite values '
+                                f'(saved by a training run that diverged, or damaged); use another checkpoint')
+    with pytest.raises(UserError, match='bare.pth: weight keyval_r4.Key.bias holds NaN'):
+        torch.save(state, tmp_path / 'bare.pth')
+        read_checkpoint(tmp_path / 'bare.pth')
+
+
+def test_a_plain_pickle_prints_only_our_error_line(tmp_path):
+    with open(tmp_path / 'raw.pth', 'wb') as f:
+        pickle.dump({'model': {'weight': [1.0, 2.0]}}, f, protocol=4)
+    code = ('import sys\nfrom utils.checkpoint import read_checkpoint\nfrom utils.cli import run_command\n'
+            'sys.exit(run_command(lambda: read_checkpoint(sys.argv[1]), "nothing"))')
+    result = run_code(code, tmp_path / 'raw.pth')
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f'error: {tmp_path / "raw.pth"}: not a PyTorch checkpoint, or a truncated one (Unsupported operand 149)']

@@ -1,8 +1,12 @@
 """Equivalence with the authors' released code, on the golden outputs in tests/data.
 
-Each run is compared twice: in float32, the default path, at tolerances that allow
-for the CPU and thread count; and in float64 against the released code's float64
-twins (`*_f64.npz`), where rounding no longer hides a wrong sum or a wrong order.
+Each run is compared twice: in float32, the default path, and in float64 against the
+released code's float64 twins (`*_f64.npz`), where rounding no longer hides a wrong sum
+or a wrong order. The float32 tolerances come from the golden files themselves, not from
+what one machine measured: how far the released code's own float32 run is from its
+float64 run is how much float32 rounding moves each quantity, and another CPU, thread
+count or kernel set moves ours by about as much (`python -m tests.support.golden_matrix`
+runs this file in six thread and kernel settings).
 """
 import os
 
@@ -25,6 +29,13 @@ INFERENCE_PARAMS = ('weights_seed', 'video_seed', 'frames', 'height', 'width', '
                     'merge_thres')
 TRAINING_PARAMS = ('weights_seed', 'video_seed', 'size', 'frames', 'objects', 'lu')
 
+# Our float32 result and the released one each carry float32 rounding of about the measured size, so
+# they may differ by twice it; twice again is headroom for a CPU that rounds less luckily than the golden run.
+FLOAT32_DISTANCE_FACTOR = 4
+# Where the released float32 run happened to land within a rounding step or two of float64 (a scalar
+# loss), the measured distance says little: allow at least 16 float32 rounding steps.
+FLOAT32_FLOOR = 16 * np.finfo(np.float32).eps
+
 
 def load_golden(name):
     return dict(np.load(os.path.join(DATA, name)))
@@ -34,6 +45,29 @@ def golden_params(golden, names):
     """A golden file's `params` array as {name: value}."""
     assert len(golden['params']) == len(names)
     return dict(zip(names, golden['params'].tolist()))
+
+
+def float32_tolerance(golden32, golden64, key, relative):
+    """FLOAT32_DISTANCE_FACTOR times the largest distance between the released code's float32 and float64
+    values of `key` (relative per element, or absolute), at least FLOAT32_FLOOR (times the largest value
+    when absolute). The maximum over the array is the scale of float32 rounding there: one element's own
+    distance is a single sample of it, near zero by chance for some elements."""
+    value32, value64 = np.asarray(golden32[key], np.float64), np.asarray(golden64[key], np.float64)
+    if relative:
+        return max(FLOAT32_DISTANCE_FACTOR * np.max(np.abs(value32 / value64 - 1)), FLOAT32_FLOOR)
+    return max(FLOAT32_DISTANCE_FACTOR * np.max(np.abs(value32 - value64)), FLOAT32_FLOOR * np.max(np.abs(value64)))
+
+
+def assert_float32_close(ours, golden_name, key, relative):
+    """Our float32 `ours` is within float32_tolerance of the released float32 value; prints the margin
+    (pytest -s shows it; tests.support.golden_matrix collects it)."""
+    golden32, golden64 = load_golden(golden_name), load_golden(golden_name.replace('.npz', '_f64.npz'))
+    ours, expected = np.asarray(ours, np.float64), np.asarray(golden32[key], np.float64)
+    distance = np.max(np.abs(ours / expected - 1) if relative else np.abs(ours - expected))
+    tolerance = float32_tolerance(golden32, golden64, key, relative)
+    print(f'float32 margin {golden_name} {key}: {distance:.3g} of {tolerance:.3g} allowed '
+          f'({"relative" if relative else "absolute"})')
+    assert distance <= tolerance, f'{golden_name} {key}: {distance:.3g} > {tolerance:.3g}'
 
 
 def recipe_model(seed, dtype):
@@ -85,9 +119,9 @@ def test_inference_matches_released_code(name):
     golden = load_golden(name)
     logits, sizes, usage, bank = run_inference(golden, torch.float32)
 
-    assert (logits - torch.from_numpy(golden['logits'])).abs().max().item() <= 1e-4
+    assert_float32_close(logits.numpy(), name, 'logits', relative=False)
     assert np.array_equal(sizes, golden['bank_sizes']), (sizes, golden['bank_sizes'])
-    np.testing.assert_allclose(usage, golden['usage'], rtol=1e-4)
+    assert_float32_close(usage, name, 'usage', relative=True)
     assert_bank_report(bank, golden)
 
 
@@ -117,14 +151,14 @@ def run_training_step(golden, dtype):
     return result, [parameters[key].grad.norm().item() for key in golden['grad_keys']]
 
 
-def test_training_step_matches_released_code(one_thread):
+def test_training_step_matches_released_code():
     golden = load_golden('train_step.npz')
     result, grad_norms = run_training_step(golden, torch.float32)
 
-    assert torch.allclose(result.scores, torch.from_numpy(golden['logits']), atol=1e-4, rtol=0)
+    assert_float32_close(result.scores.detach().numpy(), 'train_step.npz', 'logits', relative=False)
     for value, key in ((result.loss, 'loss'), (result.cross_entropy, 'ce'), (result.uncertainty, 'uncertainty')):
-        assert value.item() == pytest.approx(float(golden[key]), rel=1e-5), key
-    np.testing.assert_allclose(grad_norms, golden['grad_norms'], rtol=1e-4)
+        assert_float32_close(value.item(), 'train_step.npz', key, relative=True)
+    assert_float32_close(grad_norms, 'train_step.npz', 'grad_norms', relative=True)
 
 
 def test_float64_training_step_matches_released_code(float64):

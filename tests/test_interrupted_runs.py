@@ -1,5 +1,5 @@
 """eval.py stopped mid-video (SIGKILL, SIGTERM, a full disk) leaves only complete files, and the next run
-removes what a killed one left and finishes the video."""
+removes what a killed one left and finishes the video; a script stopped while it imports ends in one line."""
 import os
 import signal
 import subprocess
@@ -119,3 +119,32 @@ def test_a_disk_full_mid_run_stops_with_one_line_and_only_complete_files(eval_fl
     assert os.listdir(tmp_path / 'out' / MODEL_NAME / 'clip')  # masks were written before it stopped
     check_complete(tmp_path / 'out')
     assert not (tmp_path / 'out' / 'overlay' / MODEL_NAME / 'clip.mp4').exists()
+
+
+# Sends this process SIGINT when the script's imports first reach torch or numpy (as a Ctrl-C during the
+# seconds they take would), then runs the script as __main__.
+INTERRUPTED_AT_AN_IMPORT = '''
+import os, runpy, signal, sys
+
+class InterruptAtTorchOrNumpy:
+    def find_spec(self, name, path=None, target=None):
+        if name in ('torch', 'numpy'):
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+script = sys.argv[1]
+sys.path.insert(0, os.path.dirname(script))
+sys.argv = [script, '--help']
+sys.meta_path.insert(0, InterruptAtTorchOrNumpy())
+runpy.run_path(script, run_name='__main__')
+'''
+
+
+@pytest.mark.parametrize('script', ['eval.py', 'train.py', 'unify_pretrain_dataset.py', 'app.py'])
+def test_ctrl_c_during_the_imports_exits_130_with_one_line(script):
+    result = subprocess.run([sys.executable, '-c', INTERRUPTED_AT_AN_IMPORT, os.path.join(REPO, script)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == 'interrupted: nothing was done\n'
+    assert result.stdout == ''  # stopped before --help was parsed

@@ -1,7 +1,7 @@
 """The README's demo command and Python example, run exactly as written.
 
-A local HTTP server stands in for the checkpoint download (recipe weights under
-the released file name); the README's setup and test commands are what .ci/run runs.
+A local HTTP server answering as the Hugging Face Hub stands in for the checkpoint download
+(recipe weights under the released file name); the README's setup and test commands are what .ci/run runs.
 """
 import os
 import re
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.support.http_server import hub_files
 from tests.support.synth import moving_shapes
-from utils.download import RELEASED_CHECKPOINTS
+from utils.download import RELEASE_REPO, RELEASED_CHECKPOINTS
 from utils.masks import read_label_mask, write_label_mask
 from utils.video_writer import Mp4Writer
 
@@ -38,12 +39,20 @@ def project_copy(tmp_path):
 
 @pytest.fixture
 def served_davis17(serve, recipe_checkpoint, tmp_path):
+    """A Hugging Face Hub mirror (HF_ENDPOINT) serving the recipe weights as the released davis17 file, with
+    empty Hugging Face and torch caches."""
     with open(recipe_checkpoint, 'rb') as f:
-        url, server = serve({'/' + RELEASED_CHECKPOINTS['davis17']: f.read()})
-    env = dict(os.environ, AFBURR_CHECKPOINT_URL=url, AFBURR_CACHE_DIR=str(tmp_path / 'cache'),
+        url, server = serve(hub_files(RELEASE_REPO, {RELEASED_CHECKPOINTS['davis17']: f.read()}), hub=True)
+    env = dict(os.environ, HF_ENDPOINT=url, HF_HOME=str(tmp_path / 'hf'), TORCH_HOME=str(tmp_path / 'torch'),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
                PYTHONPATH=str(tmp_path / 'project'))
+    for variable in ('HF_HUB_OFFLINE', 'HF_HUB_CACHE', 'AFBURR_CACHE_DIR', 'AFBURR_CHECKPOINT_URL'):
+        env.pop(variable, None)
     return env, server
+
+
+def checkpoint_downloads(server):
+    return [path for path, _ in server.requests if '/resolve/' in path]
 
 
 def test_demo_command(project_copy, served_davis17):
@@ -52,7 +61,7 @@ def test_demo_command(project_copy, served_davis17):
     result = subprocess.run(command, shell=True, cwd=project_copy, env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(server.requests) == 1
+    assert len(checkpoint_downloads(server)) == 1
     masks = sorted(os.listdir(project_copy / 'output' / 'AFB-URR_Video' / 'demo'))
     assert masks == [f'{t:05d}.png' for t in range(50)]
     assert (project_copy / 'output' / 'overlay' / 'AFB-URR_Video' / 'demo.mp4').is_file()
@@ -70,7 +79,7 @@ def test_python_example(project_copy, served_davis17):
     result = subprocess.run([sys.executable, 'example.py'], cwd=project_copy, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(server.requests) == 1
+    assert len(checkpoint_downloads(server)) == 1
     np.testing.assert_array_equal(read_label_mask(project_copy / 'mask_00000.png'), masks[0])
     for t in (1, 2):
         assert set(np.unique(read_label_mask(project_copy / f'mask_{t:05d}.png'))) <= {0, 1, 2}

@@ -1,9 +1,11 @@
 """The Python API gives what eval.py gives on the same frames; --video on an MP4 and a frame folder."""
 import os
+import re
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from model.inference.segmenter import Segmenter
@@ -93,3 +95,52 @@ def test_reduced_precision_is_opt_in_on_the_cli_and_the_api(tmp_path, recipe_che
     segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu', precision='bf16')
     labels, probabilities = list(segmenter.segment(frames[:2], masks[0], probabilities=True))[1]
     assert probabilities.dtype == np.float32 and labels.shape == masks[0].shape
+
+
+@pytest.mark.parametrize('value, shown', [(float('nan'), 'nan..nan'), (float('inf'), '0..inf'),
+                                          (-float('inf'), '-inf..0')])
+def test_api_refuses_frames_with_nan_or_infinite_values(recipe_checkpoint, clip, value, shown):
+    frames, masks = clip
+    frame = torch.zeros(3, 48, 64)
+    frame[1, 2, 3] = value
+    session = Segmenter.from_pretrained(recipe_checkpoint, device='cpu').session()
+    with pytest.raises(UserError, match=rf'^a frame tensor holds NaN or infinite values \({re.escape(shown)}\); '
+                                        r'give finite values in \[0, 1\]$'):
+        session.step(frame, mask=masks[0])
+
+
+@pytest.mark.parametrize('key', ['0', -1, 1.0, True, None])
+def test_api_refuses_mask_keys_that_are_not_frame_indices(recipe_checkpoint, clip, key):
+    frames, masks = clip
+    segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu')
+    with pytest.raises(UserError, match=rf'^masks: the key {re.escape(repr(key))} is not a frame index; '):
+        next(segmenter.segment(frames, {key: masks[0]}))
+
+
+def test_api_refuses_masks_past_the_last_frame_after_yielding_every_frame(recipe_checkpoint, clip):
+    frames, masks = clip
+    segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu')
+    results = segmenter.segment(iter(frames[:2]), {0: masks[0], np.int64(1): masks[1], 2: masks[2], 7: masks[0]})
+    assert len([next(results), next(results)]) == 2  # known only when the frames end
+    with pytest.raises(UserError, match=r'^masks were given for frames \[2, 7\], but the frames ended after 2; '
+                                        r'check the frame indices of the masks \(the first frame is 0\)$'):
+        next(results)
+
+
+def test_api_refuses_a_frame_size_change_within_a_video(recipe_checkpoint, clip):
+    frames, masks = clip
+    segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu')
+    smaller = [frames[0], frames[1][:32, :48]]
+    with pytest.raises(UserError, match=r'^frame 1 is 48x32 \(WxH\) but the frames before it are 64x48; the frames '
+                                        r'of one video must have one size \(start a new session for another video\)$'):
+        list(segmenter.segment(smaller, masks[0]))
+
+
+@pytest.mark.parametrize('option, value, problem', [
+    ('update_rate', '0.1', "update_rate='0.1': must be a number, not str"),
+    ('merge_thres', None, 'merge_thres=None: must be a number, not NoneType'),
+    ('budget', True, 'budget=True: must be a number, not bool'),
+])
+def test_api_refuses_bank_options_that_are_not_numbers(recipe_checkpoint, option, value, problem):
+    with pytest.raises(UserError, match=rf'^{re.escape(problem)}$'):
+        Segmenter.from_pretrained(recipe_checkpoint, device='cpu', **{option: value})

@@ -30,6 +30,7 @@ from tests.support.recipe import recipe_state_dict, write_recipe_checkpoint
 from tests.support.synth import moving_shapes, write_davis
 from utils.checkpoint import load_weights, model_state, read_checkpoint
 from utils.distributed import ProcessInfo
+from utils.errors import UserError
 from utils.masks import write_label_mask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -325,9 +326,9 @@ def test_sigterm_during_a_checkpoint_write_exits_130_with_one_line_and_leaves_no
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    assert stderr_path.read_text().strip().splitlines()[-1] == (
-        'interrupted: with --log, the checkpoints of finished epochs are kept; continue the run with '
-        '--resume <run folder>/model/final.pth')
+    # Stopped while writing epoch 0's first checkpoint: no final.pth to continue from.
+    assert stderr_path.read_text().strip().splitlines()[-1] == \
+        'interrupted: no checkpoint of this run was written; run the same command again to start over'
     [log_dir] = log_folders(str(tmp_path))
     assert not [name for name in os.listdir(os.path.join(log_dir, 'model')) if name.startswith('.')]
 
@@ -373,6 +374,65 @@ def test_two_processes_under_torchrun_keep_identical_weights_and_one_set_of_chec
     digests = line.split(':', 1)[1].split()
     final = check_released_checkpoint(os.path.join(log_dir, 'model', 'final.pth'))
     assert digests == [weights_digest(model_state(final))] * 2
+
+
+# Rank 1's third clip (epoch 1, iteration 1) has NaN frames, so only its loss is NaN there; rank 0's is
+# finite until the averaged NaN gradients reach its weights.
+NAN_ON_ONE_RANK = '''
+import sys
+import torch
+import torch.distributed as dist
+sys.path.insert(0, sys.argv[1])
+from dataset.training import training_dataset
+from model.training.config import TrainingConfig
+from model.training.trainer import train
+from utils.checkpoint import read_checkpoint
+from utils.cli import run_command
+
+class NanOnRank1(torch.utils.data.Dataset):
+    def __init__(self, dataset):
+        self.dataset, self.loads = dataset, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        frames, masks, obj_n, info = self.dataset[index]
+        self.loads += 1
+        if self.loads == 3 and dist.get_rank() == 1:
+            frames = torch.full_like(frames, float('nan'))
+        return frames, masks, obj_n, info
+
+davis, recipe = sys.argv[2:]
+config = TrainingConfig(dataset=davis, level=1, device='cpu', seed=3, log=True, resume=recipe, new=True, lr=1e-5,
+                        total_epochs=3, max_iters=2, output_size=32, clip_n=3, workers=0)
+dataset = NanOnRank1(training_dataset(1, davis, output_size=32, clip_n=3, obj_n=3))
+sys.exit(run_command(lambda: train(config, dataset, read_checkpoint(recipe)), 'not started'))
+'''
+
+
+def test_under_torchrun_a_non_finite_loss_on_one_process_stops_every_process(data, tmp_path):
+    script = tmp_path / 'nan_on_one_rank.py'
+    script.write_text(NAN_ON_ONE_RANK)
+    env = {key: value for key, value in os.environ.items() if key not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')}
+    env.update(OMP_NUM_THREADS='1', **({'GLOO_SOCKET_IFNAME': 'lo'} if os.path.exists('/sys/class/net/lo') else {}))
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr',
+                             '127.0.0.1', '--master_port', str(_free_port()), str(script), REPO, data['davis'],
+                             data['recipe']], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT)  # a process left waiting for the other would hang here
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 2 and all(line.startswith('error: epoch 1, iteration 1: the loss is nan (training '
+                                                    'diverged); stopped without writing these weights.')
+                                    for line in errors), result.stderr[-4000:]
+    [log_dir] = log_folders(str(tmp_path))
+    final = os.path.join(log_dir, 'model', 'final.pth')
+    assert sorted(line.split('. ', 1)[1] for line in errors) == [
+        f'The learning rate is 1e-05; the checkpoints of finished epochs are kept: start a new run from the last '
+        f'with --resume {final} --new --lr <lower>',
+        'The learning rate is 1e-05; the first process says which checkpoints are kept']
+    check_epoch_files(log_dir, [0])
+    assert check_released_checkpoint(final)['epoch'] == 0
 
 
 def test_training_from_scratch_offline_says_how_to_get_the_imagenet_weights(data, tmp_path, monkeypatch, capsys):
@@ -433,12 +493,81 @@ def test_a_resume_keeps_the_run_flags_and_warns_about_a_changed_one(data, davis_
     assert after['flags'] == {**before['flags'], 'clip_n': 2, 'total_epochs': 2}
 
 
-def test_resume_takes_a_released_name(data, serve, tmp_path, monkeypatch, capsys):
-    with open(data['recipe'], 'rb') as f:
-        url, server = serve({'/NeurIPS20_level0_PreTrain.pth': f.read()})
-    monkeypatch.setenv('AFBURR_CHECKPOINT_URL', url)
-    monkeypatch.setenv('AFBURR_CACHE_DIR', str(tmp_path / 'cache'))
+def test_resume_takes_a_released_name(data, tmp_path, monkeypatch, capsys):
+    # The file where an earlier download left it (downloads through the Hub client: tests/test_download.py).
+    (tmp_path / 'checkpoints').mkdir()
+    shutil.copy(data['recipe'], tmp_path / 'checkpoints' / 'NeurIPS20_level0_PreTrain.pth')
+    monkeypatch.setenv('AFBURR_CACHE_DIR', str(tmp_path / 'checkpoints'))
     out = train_in_process(['--level', '1', '--dataset', data['davis'], '--resume', 'pretrain', '--new',
                             '--max-iters', '1', '--total-epochs', '1', *SMALL], tmp_path, monkeypatch, capsys)
-    assert 'started from the weights of' in out and 'NeurIPS20_level0_PreTrain.pth' in out
-    assert server.requests == [('/NeurIPS20_level0_PreTrain.pth', None)]
+    assert f'started from the weights of {tmp_path / "checkpoints" / "NeurIPS20_level0_PreTrain.pth"}' in out
+
+
+def test_ctrl_c_after_an_epoch_names_the_final_checkpoint_to_continue_from(data, tmp_path, monkeypatch, capsys):
+    train_epoch = Trainer.train_epoch
+
+    def interrupted_at_epoch_1(trainer, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        train_epoch(trainer, epoch)
+
+    monkeypatch.setattr(Trainer, 'train_epoch', interrupted_at_epoch_1)
+    monkeypatch.chdir(tmp_path)
+    assert train_script.main([*two_epochs(data), '--log']) == 130
+    [log_dir] = log_folders(str(tmp_path))
+    final = os.path.join(log_dir, 'model', 'final.pth')
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        f'interrupted: the checkpoints of finished epochs are kept; continue the run with --resume {final}'
+    assert read_checkpoint(final)['epoch'] == 0
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoints(
+        data, tmp_path, monkeypatch, capsys):
+    # --lr 10: epoch 0's one step leaves finite weights (loss 1.607), epoch 1's first loss is NaN.
+    monkeypatch.chdir(tmp_path)
+    flags = ['--level', '1', '--dataset', data['davis'], '--resume', data['recipe'], '--new', '--max-iters', '1',
+             '--total-epochs', '3', '--lr', '10', '--log', *SMALL]
+    assert train_script.main(flags) == 2
+    out, err = capsys.readouterr()
+    [log_dir] = log_folders(str(tmp_path))
+    final = os.path.join(log_dir, 'model', 'final.pth')
+    assert err.strip().splitlines()[-1] == (
+        f'error: epoch 1, iteration 1: the loss is nan (training diverged); stopped without writing these weights. '
+        f'The learning rate is 10; the checkpoints of finished epochs are kept: start a new run from the last with '
+        f'--resume {final} --new --lr <lower>')
+    assert 'epoch 1: mean loss' not in out
+    check_epoch_files(log_dir, [0])
+    for name in os.listdir(os.path.dirname(final)):
+        checkpoint = check_released_checkpoint(os.path.join(log_dir, 'model', name))
+        assert checkpoint['epoch'] == 0
+        assert all(torch.isfinite(tensor).all() for tensor in checkpoint['model'].values())
+
+
+def test_weights_that_are_not_finite_are_never_written(data, tmp_path):
+    config = _config(data, resume=data['recipe'], new=True, log=True, log_root=str(tmp_path / 'logs'))
+    trainer = Trainer(config, *_inputs(config), ProcessInfo(), torch.device('cpu'))
+    with torch.no_grad():
+        trainer.model.decoder.pred2.weight[0, 0, 0, 0] = float('inf')
+    with pytest.raises(UserError, match=r'^epoch 0: its last step left non-finite weights \(decoder.pred2.weight '
+                                        r'and 0 more tensors\) though its losses were finite \(training diverged\); '
+                                        r'stopped without writing these weights\. The learning rate is 0.0001; '
+                                        r'run again with a lower --lr$'):
+        trainer.save(0, 1.0, improved=True)
+    assert os.listdir(os.path.join(trainer.log_dir, 'model')) == []
+
+
+def test_an_unreadable_frame_in_a_loading_worker_is_one_error_line(tmp_path):
+    frames, masks = moving_shapes(11, 3, 48, 64, 2)
+    write_davis(str(tmp_path / 'davis'), 'broken', frames, masks, split='train')
+    frame_dir = tmp_path / 'davis' / 'JPEGImages' / '480p' / 'broken'
+    for name in os.listdir(frame_dir):
+        (frame_dir / name).write_bytes(b'not a JPEG')
+    recipe = write_recipe_checkpoint(0, str(tmp_path / 'recipe.pth'))
+    result = subprocess.run([sys.executable, TRAIN, '--level', '1', '--dataset', str(tmp_path / 'davis'),
+                             '--resume', recipe, '--new', '--total-epochs', '1', *SMALL, '--workers', '1'],
+                            cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert re.fullmatch(rf'error: {re.escape(str(frame_dir))}/\d{{5}}\.jpg: cannot read image file \(.*\)', line)
+    assert 'Traceback' not in result.stderr and 'DataLoader worker' not in result.stderr

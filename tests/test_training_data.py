@@ -282,9 +282,10 @@ def _corner_video(tmp_path, n_frames=3, object_anywhere=True):
     if object_anywhere:
         frames[:, 4:20, 4:20] = COLOURS[1]
         masks[:, 4:20, 4:20] = 1
-    root = str(tmp_path / 'corner')
-    write_davis(root, 'corner', frames, masks, split='train')
-    return root
+    root = tmp_path / 'corner'
+    if not root.exists():  # a second call reuses the video (its list names it once)
+        write_davis(str(root), 'corner', frames, masks, split='train')
+    return str(root)
 
 
 class BoxStub:

@@ -1,10 +1,11 @@
 """Checkpoints in the released layout: {'epoch', 'model', 'optimizer', 'loss', 'seed'}.
 
-Loading never runs code from the file (weights_only=True); a bare state dict and
-a DataParallel/DDP 'module.' prefix are accepted too.
+Loading never runs code from the file (weights_only=True) and refuses NaN or infinite weights;
+a bare state dict and a DataParallel/DDP 'module.' prefix are accepted too.
 """
 import os
 import re
+import warnings
 
 import numpy as np
 import torch
@@ -32,18 +33,36 @@ def _load_failure(error):
     return f'not a PyTorch checkpoint, or a truncated one ({detail})'
 
 
-def read_checkpoint(path, device='cpu'):
-    """The checkpoint dict at `path` with tensors moved to `device`, or a clear error."""
+def read_checkpoint(path, device='cpu', name=None):
+    """The checkpoint dict at `path` with tensors moved to `device`, or a clear error naming `name` (default:
+    `path`). Weights that are NaN or infinite are refused: they segment nothing and train nothing."""
+    name = path if name is None else name
     if not os.path.isfile(path):
-        raise UserError(f'{path}: checkpoint file not found')
+        raise UserError(f'{name}: checkpoint file not found')
     try:
-        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
+        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS), warnings.catch_warnings():
+            # A plain pickle of another protocol makes torch warn before it fails (or loads); our error says it all.
+            warnings.filterwarnings('ignore', message='Detected pickle protocol', category=UserWarning)
             checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch.load raises many types for files that are not checkpoints
-        raise UserError(f'{path}: {_load_failure(error)}') from None
+        raise UserError(f'{name}: {_load_failure(error)}') from None
     if not isinstance(checkpoint, dict):
-        raise UserError(f'{path}: not an AFB-URR checkpoint (holds a {type(checkpoint).__name__}, not a dict)')
+        raise UserError(f'{name}: not an AFB-URR checkpoint (holds a {type(checkpoint).__name__}, not a dict)')
+    bad_key = _first_non_finite_key(checkpoint.get('model', checkpoint))
+    if bad_key is not None:
+        raise UserError(f'{name}: weight {bad_key} holds NaN or infinite values (saved by a training run that '
+                        f'diverged, or damaged); use another checkpoint')
     return checkpoint
+
+
+def _first_non_finite_key(state):
+    """The first key of a state dict whose floating-point tensor is not all finite, or None."""
+    if not isinstance(state, dict):
+        return None
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            return key
+    return None
 
 
 def model_state(checkpoint):

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-from utils.errors import UserError
+from utils.errors import Interrupted, UserError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,15 +57,35 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def quiet_interrupts(kept='nothing was done'):
+    """Ctrl-C within the block ends the process with status 130 and one line saying what is `kept`.
+
+    For a script's imports (torch takes seconds to load, before run_command is entered):
+
+        with quiet_interrupts():
+            import torch
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f'interrupted: {kept}', file=sys.stderr)
+        sys.exit(130)
+
+
 def run_command(body, kept):
     """Run a script's body() under sigterm_interrupts and return its exit status: body()'s (0 when None);
-    2 after a UserError, printed as one 'error:' line; 130 after Ctrl-C or SIGTERM, saying what is `kept`."""
+    2 after a UserError, printed as one 'error:' line; 130 after Ctrl-C or SIGTERM, saying what is `kept`
+    (or, for an Interrupted, what its message says)."""
     try:
         with sigterm_interrupts():
             return body() or 0
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    except Interrupted as interruption:
+        print(f'interrupted: {interruption}', file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f'interrupted: {kept}', file=sys.stderr)
         return 130

@@ -1,36 +1,37 @@
-"""Resolving a --resume value to a local checkpoint file, downloading it once into a cache when needed.
+"""Resolving a --resume value to a local checkpoint file, downloading it once when needed.
 
     path = resolve_checkpoint('davis17')     # or a local path, a released file name, an http(s) URL
 
-A value is, in this order: an existing local path (used as is); an http(s) URL; a
-released checkpoint name ('pretrain', 'davis17', 'youtube18') or file name, hosted at
-RELEASE_BASE_URL (env AFBURR_CHECKPOINT_URL overrides it, e.g. for a mirror); anything
-else is returned unchanged, for read_checkpoint to report as a missing file.
-
-Downloads land in the cache folder (the `cache_dir` argument, else env AFBURR_CACHE_DIR,
-else <torch hub dir>/checkpoints): released checkpoints under their file names, other
-URLs under the URL's last path component with a short hash of the whole URL added
-(`model-<hash>.pth`); a cached file is used without any request. Bytes go to '<name>.part' beside the target, which is
-renamed onto the target only once complete, so the target name never holds a partial
-file. A broken transfer is resumed from the .part file with an HTTP Range request when
-the server answers 206 (and restarted otherwise), retried a few times with a short
-backoff; a .part file left by a failed run is resumed by the next run.
+A value is, in this order:
+- an existing local path: used as is;
+- an http(s) URL: downloaded once into the checkpoint folder (checkpoint_dir()) under a name made
+  here, never taken from the URL as is: a safe stem of its last segment and a hash of the whole URL,
+  one plain file name. The download is read by the loader before it gets that name; a file the
+  loader refuses is deleted;
+- a released name ('pretrain', 'davis17', 'youtube18') or file name: a file of that name in the
+  checkpoint folder (where earlier versions of this project downloaded them) is used as is; else
+  huggingface_hub fetches it from RELEASE_REPO with the settings users give every other model:
+  its cache (HF_HOME, HF_HUB_CACHE), offline mode (HF_HUB_OFFLINE), mirrors (HF_ENDPOINT);
+- anything else: returned unchanged, for read_checkpoint to report as a missing file.
 """
 import hashlib
-import http.client
 import os
+import re
 import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
+import huggingface_hub
 import torch
-from tqdm import tqdm
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.file_download import http_get
+from huggingface_hub.utils import httpx  # the client's HTTP module (httpx2 from huggingface_hub 2.0 on)
 
+from utils.checkpoint import read_checkpoint
 from utils.errors import UserError
+from utils.files import atomic_path
 
-RELEASE_BASE_URL = 'https://huggingface.co/xmlyqing00/AFB-URR/resolve/main'
+RELEASE_REPO = 'xmlyqing00/AFB-URR'
+RELEASE_PAGE = f'https://huggingface.co/{RELEASE_REPO}'
 # Where the authors first published the checkpoints: the links in their repository's README.
 ORIGINAL_DOWNLOAD_PAGE = 'https://github.com/xmlyqing00/AFB-URR'
 RELEASED_CHECKPOINTS = {
@@ -38,141 +39,100 @@ RELEASED_CHECKPOINTS = {
     'davis17': 'NeurIPS20_level1_DAVIS17.pth',
     'youtube18': 'NeurIPS20_level2_YouTubeVOS.pth',
 }
-CHECKPOINT_URL_ENV = 'AFBURR_CHECKPOINT_URL'
-CACHE_DIR_ENV = 'AFBURR_CACHE_DIR'
+CHECKPOINT_DIR_ENV = 'AFBURR_CACHE_DIR'
+# Read by earlier versions (a base URL for the released files); mirrors now go through HF_ENDPOINT.
+RETIRED_MIRROR_ENV = 'AFBURR_CHECKPOINT_URL'
 
-DOWNLOAD_ATTEMPTS = 3
-RETRY_BACKOFF_S = 1.0        # wait before retry k (1-based) is k * RETRY_BACKOFF_S
-CONNECT_TIMEOUT_S = 30
-CHUNK_BYTES = 1 << 20
-
-
-class _BrokenTransfer(Exception):
-    """The connection ended before the whole file arrived; the .part file keeps what did."""
+_UNSAFE_CHARACTERS = re.compile(r'[^A-Za-z0-9_.-]+')
+_STEM_CHARACTERS = 60
 
 
-def released_checkpoint_url(name):
-    """The download URL of a released checkpoint name or file name, or None if `name` is neither."""
-    file_name = RELEASED_CHECKPOINTS.get(name.lower(), name)
-    if file_name not in RELEASED_CHECKPOINTS.values():
-        return None
-    base = os.environ.get(CHECKPOINT_URL_ENV) or RELEASE_BASE_URL
-    return f'{base.rstrip("/")}/{file_name}'
+def released_file_name(value):
+    """The released file name of a released checkpoint name or file name, or None if `value` is neither."""
+    file_name = RELEASED_CHECKPOINTS.get(value.lower(), value)
+    return file_name if file_name in RELEASED_CHECKPOINTS.values() else None
 
 
-def checkpoint_cache_dir(cache_dir=None):
-    """The download cache folder: `cache_dir`, else $AFBURR_CACHE_DIR, else <torch hub dir>/checkpoints."""
-    return os.fspath(cache_dir or os.environ.get(CACHE_DIR_ENV) or os.path.join(torch.hub.get_dir(), 'checkpoints'))
+def checkpoint_dir():
+    """The folder of URL downloads and of released files downloaded by earlier versions: $AFBURR_CACHE_DIR,
+    else <torch hub dir>/checkpoints (torch's own folder for downloaded weights; TORCH_HOME moves it)."""
+    return os.environ.get(CHECKPOINT_DIR_ENV) or os.path.join(torch.hub.get_dir(), 'checkpoints')
 
 
-def resolve_checkpoint(value, cache_dir=None, attempts=DOWNLOAD_ATTEMPTS, backoff_s=RETRY_BACKOFF_S):
-    """A local checkpoint path for a --resume value: a path, a released name or file name, or an http(s) URL."""
+def url_file_name(url):
+    """The cache file name of a URL: the decoded last path segment reduced to letters, digits, '_', '-' and
+    inner dots (so never a separator, '..' or a hidden name), then a hash of the whole URL, since two URLs may
+    end alike; the extension is kept when it is plain."""
+    segment = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit('/', 1)[-1])
+    stem, ext = os.path.splitext(segment)
+    stem = _UNSAFE_CHARACTERS.sub('_', stem).strip('._')[:_STEM_CHARACTERS] or 'checkpoint'
+    ext = ext if re.fullmatch(r'\.[A-Za-z0-9]{1,8}', ext) else ''
+    return f'{stem}-{hashlib.sha256(url.encode()).hexdigest()[:16]}{ext}'
+
+
+def resolve_checkpoint(value):
+    """A local checkpoint path for a --resume value: a path, an http(s) URL, or a released name or file name."""
     value = os.fspath(value)
     if os.path.exists(value):
         return value
     if urllib.parse.urlsplit(value).scheme in ('http', 'https'):
-        return _cached_download(value, cache_dir, attempts, backoff_s, released=False)
-    url = released_checkpoint_url(value)
-    if url is not None:
-        return _cached_download(url, cache_dir, attempts, backoff_s, released=True)
+        return _download_url(value)
+    file_name = released_file_name(value)
+    if file_name is not None:
+        return _released_file(file_name)
     return value
 
 
-def cached_file_name(url, released=False):
-    """The cache file name of a URL: a released file keeps its name; any other gets a short hash of
-    the whole URL added, since two URLs may end in the same file name."""
-    file_name = urllib.parse.unquote(os.path.basename(urllib.parse.urlsplit(url).path))
-    if not file_name:
-        raise UserError(f'{url}: the URL names no file (it should end in the checkpoint file name, e.g. .../model.pth)')
-    if released:
-        return file_name
-    stem, ext = os.path.splitext(file_name)
-    return f'{stem}-{hashlib.sha256(url.encode()).hexdigest()[:10]}{ext}'
+def _by_hand(path):
+    return f'download it by hand and put it at {path}'
 
 
-def _cached_download(url, cache_dir, attempts, backoff_s, released):
-    folder = checkpoint_cache_dir(cache_dir)
-    target = os.path.join(folder, cached_file_name(url, released))
+def _released_file(file_name):
+    earlier = os.path.join(checkpoint_dir(), file_name)
+    if os.path.isfile(earlier):
+        return earlier
+    if os.environ.get(RETIRED_MIRROR_ENV):
+        raise UserError(f'{RETIRED_MIRROR_ENV} is no longer read; for a mirror of the released checkpoints set '
+                        f'HF_ENDPOINT to its address (the part before /{RELEASE_REPO}), and unset {RETIRED_MIRROR_ENV}')
+    by_hand = f'{_by_hand(earlier)} (from {RELEASE_PAGE} or {ORIGINAL_DOWNLOAD_PAGE})'
+    try:
+        return huggingface_hub.hf_hub_download(repo_id=RELEASE_REPO, filename=file_name)
+    except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
+        if huggingface_hub.constants.HF_HUB_OFFLINE:
+            reason = 'HF_HUB_OFFLINE is set'
+        else:
+            reason = f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error.__cause__ or error)}'
+        raise UserError(f'{file_name}: not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) '
+                        f'and not downloaded ({reason}); {by_hand}') from None
+    except (HfHubHTTPError, OSError) as error:
+        raise UserError(f'{file_name}: download from {huggingface_hub.constants.ENDPOINT} failed '
+                        f'({_brief(error)}); {by_hand}') from None
+
+
+def _download_url(url):
+    target = os.path.join(checkpoint_dir(), url_file_name(url))
     if os.path.isfile(target):
         return target
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise UserError(f'{folder}: cannot create the checkpoint cache folder ({error.strerror}); '
-                        f'choose another with {CACHE_DIR_ENV}=DIR') from None
-    by_hand = f'put the file by hand at {target}'
-    if released:
-        by_hand += f' (the original download page: {ORIGINAL_DOWNLOAD_PAGE})'
-    _download(url, target, max(1, attempts), backoff_s, by_hand)
+    print(f'downloading {url} to {target}', file=sys.stderr, flush=True)
+    with atomic_path(target) as part:
+        try:
+            with open(part, 'wb') as file:
+                http_get(url, file, displayed_filename=os.path.basename(target))
+        except (httpx.HTTPError, ConnectionError) as error:  # HTTP status, no connection, cut transfer, offline
+            raise UserError(f'{url}: download failed ({_brief(error)}); check the URL, or '
+                            f'{_by_hand(target)}') from None
+        except OSError as error:
+            if error.errno is not None:
+                raise  # writing the file failed: atomic_path names the target
+            raise UserError(f'{url}: download failed ({_brief(error)}); {_by_hand(target)}') from None
+        read_checkpoint(part, name=url)  # a refused download never gets the target name: atomic_path deletes it
     return target
 
 
-def _download(url, target, attempts, backoff_s, by_hand):
-    part = target + '.part'
-    print(f'downloading {url} to {target}', file=sys.stderr)
-    for attempt in range(1, attempts + 1):
-        if attempt > 1:
-            time.sleep(backoff_s * (attempt - 1))
-        try:
-            _transfer(url, part)
-        except urllib.error.HTTPError as error:
-            if error.code == 416:  # the .part file does not fit the server's file: start over
-                os.remove(part)
-                last_problem = f'HTTP {error.code} {error.reason} for a resumed download'
-                continue
-            if error.code >= 500 and attempt < attempts:
-                last_problem = f'HTTP {error.code} {error.reason}'
-                continue
-            raise UserError(f'{url}: download failed with HTTP {error.code} {error.reason}; '
-                            f'check the URL, or {by_hand}') from None
-        except urllib.error.URLError as error:  # no connection was made: no network, wrong host or port
-            if attempt < attempts:
-                last_problem = str(error.reason)
-                continue
-            raise UserError(f'{url}: cannot reach the server ({error.reason}); without network access, '
-                            f'{by_hand}') from None
-        except (_BrokenTransfer, http.client.HTTPException, OSError) as error:
-            last_problem = str(error) or type(error).__name__
-            continue
-        os.replace(part, target)
-        return
-    have = os.path.getsize(part) if os.path.exists(part) else 0
-    raise UserError(f'{url}: download broke off {attempts} times (last: {last_problem}); run again to '
-                    f'resume from the {have} bytes in {part}, or {by_hand}')
-
-
-def _transfer(url, part):
-    """Fetch `url` into `part`, resuming after its existing bytes when the server allows."""
-    have = os.path.getsize(part) if os.path.exists(part) else 0
-    request = urllib.request.Request(url, headers={'User-Agent': 'AFB-URR-checkpoint-download'})
-    if have:
-        request.add_header('Range', f'bytes={have}-')
-    with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:
-        length = response.headers.get('Content-Length')
-        if have and response.status == 206:
-            start = _content_range_start(response.headers.get('Content-Range'))
-            if start != have:
-                os.remove(part)
-                raise _BrokenTransfer(f'server resumed at byte {start} instead of {have}; starting over')
-        else:  # no partial file, or the server ignored the Range header: start from byte 0
-            have = 0
-        total = have + int(length) if length is not None else None
-        with open(part, 'ab' if have else 'wb') as f, \
-                tqdm(total=total, initial=have, unit='B', unit_scale=True, unit_divisor=1024,
-                     desc=os.path.basename(part).removesuffix('.part')) as progress:
-            while chunk := response.read(CHUNK_BYTES):
-                f.write(chunk)
-                progress.update(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
-    size = os.path.getsize(part)
-    if total is not None and size < total:
-        raise _BrokenTransfer(f'connection closed after {size} of {total} bytes')
-
-
-def _content_range_start(header):
-    """The first byte of a 'Content-Range: bytes START-END/TOTAL' header, or None."""
-    try:
-        return int(header.split()[1].split('-')[0])
-    except (AttributeError, IndexError, ValueError):
-        return None
+def _brief(error):
+    """What went wrong, briefly: the HTTP status of a refused request, else the error's first line."""
+    response = getattr(error, 'response', None)
+    if response is not None:
+        return f'HTTP {response.status_code} {response.reason_phrase}'
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

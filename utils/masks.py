@@ -4,11 +4,13 @@ from PIL import Image
 
 from utils.errors import UserError
 from utils.files import atomic_path
+from utils.images import opened_image
 from utils.palette import FLAT_PALETTE
 
 VOID_LABEL = 255  # ground-truth pixels that belong to no object and are not background
 # More objects than this in one mask is almost surely an image that is not a label map.
 MAX_OBJECTS = 64
+LOSSY_FORMATS = ('JPEG', 'MPO')  # MPO: Pillow's name for a JPEG with extra images
 
 
 def present_labels(mask):
@@ -39,25 +41,21 @@ def read_label_mask(path):
 
     Accepts indexed ('P') PNGs, whose pixel values are the labels, and
     grey-level ('L') PNGs holding label ids. A colour (RGB) mask is refused
-    with a message saying how to convert it, since its colours are not labels.
+    with a message saying how to convert it, since its colours are not labels;
+    so is a JPEG, whose compression turns a label's edges into other labels.
     """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            if mode in ('P', 'L'):
-                return np.array(image, dtype=np.uint8)
-            if mode in ('1', 'I;16', 'I'):
-                labels = np.array(image)
-                if labels.max(initial=0) > 255:
-                    raise UserError(f'{path}: label values above 255; a mask holds labels 0..255')
-                return labels.astype(np.uint8)
-    except UserError:
-        raise
-    except FileNotFoundError:
-        raise UserError(f'{path}: mask file not found') from None
-    except OSError as error:
-        raise UserError(f'{path}: not a readable image ({error})') from None
+    with opened_image(path, 'mask file') as image:
+        if image.format in LOSSY_FORMATS:
+            raise UserError(f'{path}: mask saved as {image.format}, whose lossy compression changes label values '
+                            f'(a 0/255 mask becomes dozens of labels); save the label mask as PNG')
+        mode = image.mode
+        if mode in ('P', 'L'):
+            return np.array(image, dtype=np.uint8)
+        if mode in ('1', 'I;16', 'I'):
+            labels = np.array(image)
+            if labels.max(initial=0) > 255:
+                raise UserError(f'{path}: label values above 255; a mask holds labels 0..255')
+            return labels.astype(np.uint8)
     raise UserError(
         f'{path}: mask is a {mode} colour image, but masks must be indexed (palette) PNGs '
         f'or grey-level PNGs whose values are the object labels (0 = background, 1..N objects); '

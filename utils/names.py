@@ -34,10 +34,30 @@ def check_plain_name(name, source, line=None):
 
 
 def read_name_list(path):
-    """The names listed one a line in a text file (blank lines and '#' comments skipped), each checked."""
-    with open(path) as f:
-        lines = [(number, line.strip()) for number, line in enumerate(f, start=1)]
-    return [check_plain_name(name, path, number) for number, name in lines if name and not name.startswith('#')]
+    """The names listed one a line in a UTF-8 text file (blank lines and '#' comments skipped), each checked;
+    a name listed twice is refused (it would be run, trained on or scored twice)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = [(number, line.strip()) for number, line in enumerate(f, start=1)]
+    except UnicodeDecodeError as error:
+        raise UserError(f'{path}: not UTF-8 text ({error.reason} at byte {error.start}); '
+                        f'save it as UTF-8, one name a line') from None
+    first_line = {}
+    for number, name in lines:
+        if not name or name.startswith('#'):
+            continue
+        check_plain_name(name, path, number)
+        if name in first_line:
+            raise UserError(f'{path}, line {number}: {name!r} is listed twice (first on line {first_line[name]}); '
+                            f'list each name once')
+        first_line[name] = number
+    return list(first_line)
+
+
+def plain_name_problem(name):
+    """Why `name` (a flag's value that becomes part of a file name) is not one plain path component, or None."""
+    problem = _problem(name)
+    return None if problem is None else f'not a plain name ({problem}); give one name without "/", "\\", "." or ".."'
 
 
 def path_inside(root, *names):
@@ -47,3 +67,13 @@ def path_inside(root, *names):
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
         raise UserError(f'{path}: resolves outside {root}; refusing to write there')
     return path
+
+
+def refuse_inside(folder, inputs, advice):
+    """A UserError when output `folder` is one of the `inputs` folders or inside one (links resolved)."""
+    real_folder = os.path.realpath(folder)
+    for source in inputs:
+        real_source = os.path.realpath(source)
+        if os.path.commonpath([real_source, real_folder]) == real_source:
+            raise UserError(f'{folder}: output folder inside the input folder {source}, whose files it could '
+                            f'overwrite; {advice}')

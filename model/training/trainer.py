@@ -40,8 +40,9 @@ from utils.checkpoint import load_weights, save_checkpoint
 from utils.device import process_device
 from utils.distributed import (broadcast_from_main, gather_from_all, process_group, process_info,
                                sum_over_processes)
-from utils.errors import UserError
+from utils.errors import Interrupted, UserError
 from utils.files import make_writable_folder, remove_stale_temporaries
+from utils.loader_errors import UserErrorsAsData, raise_load_failures
 
 LR_GAMMA = 0.5
 
@@ -174,6 +175,18 @@ def write_epoch_checkpoints(model_dir, model, optimizer, epoch, loss, seed, impr
     return paths
 
 
+def first_divergence(local):
+    """The earliest (iteration of the epoch, loss) at which a training process saw a non-finite loss, over all
+    processes (each gives its own or None); None when no process saw one."""
+    return min((found for found in gather_from_all(local) if found is not None), default=None)
+
+
+def non_finite_weights(model):
+    """The names of the model's floating-point tensors that hold a NaN or an infinity."""
+    return [name for name, tensor in model.state_dict().items()
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+
+
 def weights_digest(state_dict):
     """SHA-256 of a state dict's names, dtypes and values (key order does not matter)."""
     digest = hashlib.sha256()
@@ -254,8 +267,9 @@ class Trainer:
         if process.distributed:
             self.sampler = DistributedSampler(self.dataset, num_replicas=process.world_size, rank=process.rank,
                                               shuffle=True, seed=self.seed)
-        self.loader = DataLoader(self.dataset, batch_size=None, shuffle=self.sampler is None, sampler=self.sampler,
-                                 num_workers=self.config.workers, pin_memory=self.device.type == 'cuda')
+        self.loader = DataLoader(UserErrorsAsData(self.dataset), batch_size=None, shuffle=self.sampler is None,
+                                 sampler=self.sampler, num_workers=self.config.workers,
+                                 pin_memory=self.device.type == 'cuda')
 
     def _open_log(self, resuming):
         """The run's folder (a continued run keeps its own), its model/ folder cleaned, and TensorBoard's writer."""
@@ -295,6 +309,8 @@ class Trainer:
         try:
             for epoch in range(self.point.start_epoch, config.total_epochs):
                 self.train_epoch(epoch)
+        except KeyboardInterrupt:
+            raise Interrupted(self.continuation()) from None
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -309,25 +325,35 @@ class Trainer:
         self.say(f'epoch {epoch}: learning rate {lr:.3g}')
         clips = len(self.loader) if config.max_iters is None else min(len(self.loader), config.max_iters)
         totals = LossTotals()
-        bar = tqdm(total=clips, desc=f'epoch {epoch}', disable=not self.process.is_main, dynamic_ncols=True)
+        divergence = None  # (iteration of the epoch, loss) where this process's loss first was not finite
         uneven = self.step_module.join() if self.process.distributed else contextlib.nullcontext()
-        with uneven:  # a process that skips a clip makes fewer steps; join keeps the others from waiting
-            for frames, masks, obj_n, _ in itertools.islice(self.loader, clips):
+        # A process that skips a clip, or stops at a non-finite loss, makes fewer steps; join keeps the
+        # others from waiting for it (they stop too: the averaged gradients carry the NaN to every process).
+        bar = tqdm(total=clips, desc=f'epoch {epoch}', disable=not self.process.is_main, dynamic_ncols=True)
+        with bar, uneven:  # the bar is closed before an error line
+            items = itertools.islice(raise_load_failures(self.loader), clips)
+            for clip, (frames, masks, obj_n, _) in enumerate(items, 1):
                 if obj_n == 1:  # no object in the first frame's crops: skipped, no update (as released)
                     bar.update(1)
                     continue
                 result = train_step(self.step_module, self.optimizer, self.scaler, frames.to(self.device),
                                     masks.to(self.device), config.amp)
+                loss = result.loss.item()
+                if not math.isfinite(loss):
+                    divergence = (clip, loss)
+                    break
                 totals.add(result)
                 self.point.iteration += 1
                 bar.update(1)
-                bar.set_postfix(loss=f'{result.loss.item():.4f}', mean=f'{totals.loss / totals.clips:.4f}')
+                bar.set_postfix(loss=f'{loss:.4f}', mean=f'{totals.loss / totals.clips:.4f}')
                 if self.writer is not None:
-                    self.writer.add_scalar('iteration/loss', result.loss.item(), self.point.iteration)
+                    self.writer.add_scalar('iteration/loss', loss, self.point.iteration)
                     self.writer.add_scalar('iteration/cross_entropy', result.cross_entropy.item(),
                                            self.point.iteration)
                     self.writer.add_scalar('iteration/uncertainty', result.uncertainty.item(), self.point.iteration)
-        bar.close()
+        divergence = first_divergence(divergence)
+        if divergence is not None:
+            self.stop_diverged(f'epoch {epoch}, iteration {divergence[0]}: the loss is {divergence[1]}')
 
         totals = totals.over_processes(self.device)
         if totals.clips == 0:
@@ -350,7 +376,14 @@ class Trainer:
         self.scheduler.step()
 
     def save(self, epoch, loss, improved):
-        """Write this epoch's checkpoints (rank 0), with every process's RNG state for an exact resume."""
+        """Write this epoch's checkpoints (rank 0), with every process's RNG state for an exact resume.
+
+        Weights that are no longer finite are never written (every process holds the same, so all stop).
+        """
+        broken = non_finite_weights(self.model)
+        if broken:
+            self.stop_diverged(f'epoch {epoch}: its last step left non-finite weights ({broken[0]} and '
+                               f'{len(broken) - 1} more tensors) though its losses were finite')
         rng_states = gather_from_all(capture_rng_state(self.device))
         if not self.process.is_main:
             return
@@ -359,6 +392,37 @@ class Trainer:
             best_loss=self.point.best_loss, iteration=self.point.iteration, log_dir=self.log_dir,
             rng_states=rng_states, scaler=self.scaler.state_dict(), flags=self.config.run_flags())
         self.say('saved ' + ', '.join(os.path.basename(path) for path in paths))
+
+    def last_checkpoint(self):
+        """The run's final.pth, when this process writes checkpoints and one exists; else None."""
+        if self.log_dir is None:
+            return None
+        final = os.path.join(self.log_dir, 'model', 'final.pth')
+        return final if os.path.isfile(final) else None
+
+    def continuation(self):
+        """What a stopped run keeps and how to go on from it, in words."""
+        final = self.last_checkpoint()
+        if final is not None:
+            return f'the checkpoints of finished epochs are kept; continue the run with --resume {final}'
+        if self.config.log and not self.process.is_main:
+            return 'the first process says which checkpoints are kept'
+        return (f'no checkpoint of this run was written{"" if self.config.log else " (no --log)"}; '
+                f'run the same command again to start over')
+
+    def stop_diverged(self, where):
+        """Raise the one-line error of a run whose loss or weights stopped being finite."""
+        final = self.last_checkpoint()
+        lr = self.scheduler.get_last_lr()[0]
+        if final is not None:
+            restart = f'the checkpoints of finished epochs are kept: start a new run from the last with ' \
+                      f'--resume {final} --new --lr <lower>'
+        elif self.config.log and not self.process.is_main:
+            restart = 'the first process says which checkpoints are kept'
+        else:
+            restart = 'run again with a lower --lr'
+        raise UserError(f'{where} (training diverged); stopped without writing these weights. The learning '
+                        f'rate is {lr:g}; {restart}')
 
     def check_replicas_agree(self):
         """Under torchrun: check that every process ends with the same weights (DDP keeps them so); print digests."""

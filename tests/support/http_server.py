@@ -1,10 +1,51 @@
-"""A real HTTP server on 127.0.0.1 for download tests: in-memory files, Range support, cut transfers."""
+"""A real HTTP server on 127.0.0.1 for download tests: in-memory files, Range support, cut transfers,
+and answers as the Hugging Face Hub gives them.
+
+With hub=True a file is served at `/{repo}/resolve/{revision}/{name}` as the Hub serves a file
+without Xet storage: HEAD and GET answer with `X-Repo-Commit` (the commit the revision points to),
+`ETag` (the content's sha256, quoted) and `Content-Length`; a missing file is a 404 with
+`X-Error-Code: EntryNotFound`. huggingface_hub's hf_hub_download needs the commit and the ETag to
+place the file in its cache. GET requests are recorded in `.requests`, HEAD requests in `.heads`.
+"""
+import hashlib
 import http.server
 import threading
+
+HUB_COMMIT = 'a' * 40
+
+
+def hub_files(repo, files, revision='main'):
+    """{url path: bytes} for `files` ({file name: bytes}) in a Hub repository `repo` at `revision`."""
+    return {f'/{repo}/resolve/{revision}/{name}': body for name, body in files.items()}
 
 
 class FileHandler(http.server.BaseHTTPRequestHandler):
     """Serves the server's in-memory files with Content-Length, and Range requests when enabled."""
+
+    def _hub_headers(self, body):
+        if self.server.hub:
+            self.send_header('X-Repo-Commit', HUB_COMMIT)
+            if body is not None:
+                self.send_header('ETag', f'"{hashlib.sha256(body).hexdigest()}"')
+            else:
+                self.send_header('X-Error-Code', 'EntryNotFound')
+
+    def _missing(self):
+        self.send_response(404)
+        self._hub_headers(None)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+
+    def do_HEAD(self):
+        self.server.heads.append(self.path)
+        body = self.server.files.get(self.path)
+        if body is None:
+            self._missing()
+            return
+        self.send_response(200)
+        self._hub_headers(body)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
 
     def do_GET(self):
         server = self.server
@@ -12,7 +53,7 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
         server.requests.append((self.path, range_header))
         body = server.files.get(self.path)
         if body is None:
-            self.send_error(404)
+            self._missing()
             return
         start = 0
         if range_header and server.supports_range:
@@ -21,6 +62,7 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
             self.send_header('Content-Range', f'bytes {start}-{len(body) - 1}/{len(body)}')
         else:
             self.send_response(200)
+        self._hub_headers(body)
         payload = body[start:]
         self.send_header('Content-Length', str(len(payload)))
         self.end_headers()
@@ -35,12 +77,14 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def start_server(files, supports_range=True, transfers_to_cut=0):
-    """Serve `files` ({url path: bytes}) on a free port; returns (base URL, server with .requests)."""
+def start_server(files, supports_range=True, transfers_to_cut=0, hub=False):
+    """Serve `files` ({url path: bytes}) on a free port; returns (base URL, server with .requests and .heads)."""
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), FileHandler)
     server.files = files
     server.supports_range = supports_range
     server.transfers_to_cut = transfers_to_cut
+    server.hub = hub
     server.requests = []
+    server.heads = []
     threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True).start()
     return f'http://127.0.0.1:{server.server_address[1]}', server

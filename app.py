@@ -1,0 +1,80 @@
+"""The interactive app: a local web page to load a clip, mark its objects, propagate, correct and download.
+
+    python app.py                     # then open the address it prints
+    python app.py --video clip.mp4 --port 0
+
+It serves on 127.0.0.1 only (--host changes that), opens no browser and sends nothing anywhere. Every file it
+writes stays in its own temporary work folder, removed when it stops (Ctrl-C or SIGTERM).
+"""
+import argparse
+import os
+import sys
+
+from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
+
+with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
+    from model.inference.options import DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, size_flag_problem, working_size_of_flag
+    from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
+    from model.network.loading import load_model
+    from utils.common_flags import CHECKPOINT_CHOICES, add_device_flags, chosen_device
+    from utils.device import select_device
+    from utils.download import resolve_checkpoint
+    from utils.errors import UserError
+    from webapp.propagation_job import Propagator
+    from webapp.server import AppServer
+    from webapp.workspace import Workspace
+
+LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')
+
+
+def parse_args(argv=None):
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--resume', default='davis17', help=f'checkpoint: {CHECKPOINT_CHOICES} (default davis17)')
+    add_device_flags(parser)
+    parser.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_HELP)
+    parser.add_argument('--size', type=checked(int, size_flag_problem), help=SIZE_FLAG_HELP)
+    parser.add_argument('--port', type=checked(int, lambda port: None if 0 <= port < 65536 else 'must be 0..65535'),
+                        default=7860, help='port to serve on (default 7860; 0: any free port)')
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='address to serve on (default 127.0.0.1: this machine only)')
+    parser.add_argument('--video', help='a video file or a zip of frames to open at start')
+    parser.add_argument('--max-upload-mb', type=checked(float, lambda mb: None if mb > 0 else 'must be positive'),
+                        default=1024, help='largest upload accepted, in MB (default 1024); a zip of frames may '
+                                           'unpack to 4 times this')
+    return parser.parse_args(argv)
+
+
+def serve(args):
+    if args.host not in LOOPBACK_HOSTS:
+        print(f'warning: --host {args.host}: other machines can reach the app, and it has no password',
+              file=sys.stderr)
+    workspace = Workspace(int(args.max_upload_mb * 2 ** 20))
+    try:
+        if args.video:
+            workspace.open_file(args.video, os.path.splitext(os.path.basename(args.video))[0])
+        device = select_device(*chosen_device(args.device, args.gpu))
+        check_precision(args.precision, device)
+        model = load_model(resolve_checkpoint(args.resume), device)
+        propagator = Propagator(model, DEFAULT_BANK_OPTIONS, args.precision, working_size_of_flag(args.size))
+        try:
+            server = AppServer((args.host, args.port), workspace, propagator, args.host in LOOPBACK_HOSTS)
+        except OSError as error:
+            raise UserError(f'--host {args.host} --port {args.port}: cannot serve there ({error.strerror or error}); '
+                            f'choose another --port, or 0 for any free one') from None
+        try:
+            print(f'AFB-URR app on http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops it)', flush=True)
+            server.serve_forever()
+        finally:
+            propagator.close()
+            server.server_close()
+    finally:
+        workspace.close()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    return run_command(lambda: serve(args), 'the app stopped; its work folder is removed')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
