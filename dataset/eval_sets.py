@@ -10,11 +10,10 @@ import json
 import os
 from dataclasses import dataclass
 
-from dataset.frame_stream import VideoFile, stream_frames
+from dataset.frame_stream import VideoFile, check_first_mask, stream_frames
 from dataset.layouts import YOUTUBE_VALID_LAYOUT, chosen, davis_split, long_videos, require_dir, require_file
 from utils.errors import UserError
 from utils.images import list_images
-from utils.masks import read_label_mask, required_object_labels
 from utils.names import check_plain_name
 
 YOUTUBE_HEIGHT = 495
@@ -97,20 +96,12 @@ def _check_annotations(annotation_dir, frame_names, frames_dir):
                             f'in {frames_dir} (mask names must be the frame names with .png)')
 
 
-def check_first_mask(mask_path):
-    """A first-frame mask must give at least one object."""
-    required_object_labels(read_label_mask(mask_path), f'{mask_path}: the first-frame mask')
-
-
 def _first_mask_sequence(name, frames_dir, annotation_dir):
     """A video whose first frame's mask gives the objects (DAVIS, long videos)."""
     paths, stems = list_frames(frames_dir, f'{name!r} frames')
     first_mask = os.path.join(annotation_dir, stems[0] + '.png')
-    if not os.path.isfile(first_mask):
-        raise UserError(f'{first_mask}: first-frame mask of {name!r} not found '
-                        f'(frame {paths[0]} needs a mask named {stems[0]}.png)')
+    check_first_mask(first_mask, f'frame {paths[0]} of {name!r}')
     _check_annotations(annotation_dir, stems, frames_dir)
-    check_first_mask(first_mask)
     return Sequence(name=name, frame_paths=paths, frame_names=stems, given_masks={0: first_mask},
                     annotation_dir=annotation_dir)
 
@@ -132,9 +123,7 @@ def frame_folder_sequence(folder, mask_path, name=None, size=None):
     folder = os.fspath(folder)
     paths, stems = list_frames(folder, 'video')
     mask_path = os.fspath(mask_path)
-    if not os.path.isfile(mask_path):
-        raise UserError(f'{mask_path}: first-frame mask not found (it gives the objects of frame {paths[0]})')
-    check_first_mask(mask_path)
+    check_first_mask(mask_path, f'frame {paths[0]}')
     name = name or os.path.basename(os.path.normpath(os.path.abspath(folder)))
     return Sequence(name=name, frame_paths=paths, frame_names=stems, given_masks={0: mask_path}, working_size=size)
 
@@ -145,9 +134,7 @@ def open_video(path, mask_path, size=None):
     name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
     if os.path.isdir(path):
         return frame_folder_sequence(path, mask_path, name=name, size=size)
-    if not os.path.isfile(mask_path):
-        raise UserError(f'{mask_path}: first-frame mask not found (it gives the objects of {path})')
-    check_first_mask(mask_path)
+    check_first_mask(mask_path, path)
     return VideoFile(path, mask_path, name, size)
 
 

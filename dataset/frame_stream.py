@@ -31,7 +31,7 @@ from model.inference.propagation import FrameItem
 from utils.errors import UserError
 from utils.images import at_working_size, opened_image, read_rgb, resize_labels, rgb_to_tensor
 from utils.loader_errors import UserErrorsAsData, raise_load_failures
-from utils.masks import object_labels_of, read_label_mask
+from utils.masks import object_labels_of, read_label_mask, required_object_labels
 
 
 def resized_size(height, width, resize_height):
@@ -39,6 +39,13 @@ def resized_size(height, width, resize_height):
     if resize_height is None or height < resize_height:
         return height, width
     return resize_height, int(width / height * resize_height)
+
+
+def check_first_mask(mask_path, frame):
+    """A first-frame mask must exist and give at least one object; `frame` names what it gives the objects of."""
+    if not os.path.isfile(mask_path):
+        raise UserError(f'{mask_path}: first-frame mask not found (it gives the objects of {frame})')
+    required_object_labels(read_label_mask(mask_path), f'{mask_path}: the first-frame mask')
 
 
 def read_given_mask(mask_path, frame_path, frame_size, objects=None):
@@ -318,8 +325,7 @@ def stream_video_file(path, given_mask_path, prefetch=8, size=None):
     path = os.fspath(path)
     given_mask_path = os.fspath(given_mask_path)
     _open_video(path).release()  # checked now, not at the first next()
-    if not os.path.isfile(given_mask_path):
-        raise UserError(f'{given_mask_path}: first-frame mask not found (it gives the objects of {path})')
+    check_first_mask(given_mask_path, path)
     return _with_first_mask(stream_video_frames(path, prefetch, size=size), path, given_mask_path)
 
 

@@ -6,13 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import eval as eval_script
 import train as train_script
 from model.inference.segmenter import Segmenter
 from tests.conftest import run_script
-from tests.support.synth import moving_shapes, write_davis
+from tests.support.synth import moving_shapes, write_davis, write_frame_folder
 from utils.errors import UserError
 from utils.masks import write_label_mask
 
@@ -111,10 +110,7 @@ def test_a_first_mask_without_an_object_stops_the_run_before_the_model_loads(dav
 
 def test_a_first_mask_without_an_object_is_one_line_from_the_script(tmp_path, recipe_checkpoint):
     frames, _ = moving_shapes(0, 2, 32, 48, 1)
-    folder = tmp_path / 'frames'
-    folder.mkdir()
-    for t, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f'{t:05d}.png')
+    folder = write_frame_folder(tmp_path / 'frames', frames)
     write_label_mask(tmp_path / 'empty.png', np.zeros((32, 48), np.uint8))
     result = run_script('eval.py', '--video', folder, '--mask', tmp_path / 'empty.png', '--resume',
                         recipe_checkpoint, '--device', 'cpu', '--output', tmp_path / 'out', check=False)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
-from dataset.eval_sets import (Sequence, davis_sequences, frame_folder_sequence, long_video_sequences,
+from dataset.eval_sets import (Sequence, davis_sequences, frame_folder_sequence, long_video_sequences, open_video,
                                youtube_sequences)
 from dataset.frame_stream import VideoFile, probe_video, stream_frames, stream_video_file
 from tests.conftest import run_code
@@ -404,7 +404,7 @@ def test_stream_video_file(tmp_path):
     assert next(stream).index == 0
     stream.close()
     # a mask of the wrong size names both files
-    write_label_mask(mask_path, masks[0][:10])
+    write_label_mask(mask_path, np.ones((10, W), np.uint8))
     message = _raises(mask_path, lambda: list(stream_video_file(path, mask_path)))
     assert path in message
 
@@ -427,3 +427,24 @@ def test_only_the_wanted_sequences_are_read(tmp_path):
     _raises(os.path.join(root, 'Annotations', '480p', 'broken', '00000.png'), davis_sequences, root)
     message = _raises(os.path.join(root, 'ImageSets', '2017', 'val.txt'), davis_sequences, root, ['good', 'other'])
     assert message.startswith('other: not among the videos of')
+
+
+def test_a_missing_first_mask_gives_one_message_whatever_reads_it(tmp_path):
+    frames, masks = moving_shapes(0, 3, 32, 48, 1)
+    write_davis(str(tmp_path / 'DAVIS'), 'seq', frames, masks)
+    first = tmp_path / 'DAVIS' / 'Annotations' / '480p' / 'seq' / '00000.png'
+    os.remove(first)
+    video = str(tmp_path / 'clip.mp4')
+    with Mp4Writer(video, fps=10) as writer:
+        for frame in frames:
+            writer.write(frame)
+    folder = str(tmp_path / 'DAVIS' / 'JPEGImages' / '480p' / 'seq')
+    missing = str(tmp_path / 'missing.png')
+    readers = [(lambda: davis_sequences(str(tmp_path / 'DAVIS')), first, f"frame {folder}/00000.jpg of 'seq'"),
+               (lambda: open_video(folder, missing), missing, f'frame {folder}/00000.jpg'),
+               (lambda: open_video(video, missing), missing, video),
+               (lambda: stream_video_file(video, missing), missing, video)]
+    for read, mask, of in readers:
+        with pytest.raises(UserError) as error:
+            read()
+        assert str(error.value) == f'{mask}: first-frame mask not found (it gives the objects of {of})'

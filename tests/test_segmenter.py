@@ -10,7 +10,7 @@ from PIL import Image
 
 from model.inference.segmenter import Segmenter
 from tests.conftest import run_script
-from tests.support.synth import moving_shapes
+from tests.support.synth import moving_shapes, write_frame_folder
 from utils.errors import UserError
 from utils.masks import read_label_mask, write_label_mask
 from utils.video_writer import Mp4Writer
@@ -23,10 +23,7 @@ def clip():
 
 def test_api_matches_eval_on_a_frame_folder(tmp_path, recipe_checkpoint, clip):
     frames, masks = clip
-    folder = tmp_path / 'frames'
-    folder.mkdir()
-    for t, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f'{t:05d}.png')
+    folder = write_frame_folder(tmp_path / 'frames', frames)
     write_label_mask(tmp_path / 'first.png', masks[0])
     run_script('eval.py', '--video', folder, '--mask', tmp_path / 'first.png', '--resume', recipe_checkpoint,
                '--gpu', -1, '--output', tmp_path / 'out', '--update-rate', 0.05)
@@ -77,10 +74,7 @@ def test_api_rejects_bad_frames(recipe_checkpoint, clip):
 def test_reduced_precision_is_opt_in_on_the_cli_and_the_api(tmp_path, recipe_checkpoint, clip):
     frames, masks = clip
     write_label_mask(tmp_path / 'first.png', masks[0])
-    folder = tmp_path / 'frames'
-    folder.mkdir()
-    for t, frame in enumerate(frames[:3]):
-        Image.fromarray(frame).save(folder / f'{t:05d}.png')
+    folder = write_frame_folder(tmp_path / 'frames', frames[:3])
     run_script('eval.py', '--video', folder, '--mask', tmp_path / 'first.png', '--resume', recipe_checkpoint,
                '--gpu', -1, '--output', tmp_path / 'out', '--precision', 'bf16')
     assert sorted(os.listdir(tmp_path / 'out' / 'AFB-URR_Video' / 'frames')) == [f'{t:05d}.png' for t in range(3)]

@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import eval as eval_script
 
@@ -12,7 +11,7 @@ from model.inference.options import working_size_of_flag
 from model.inference.propagation import FrameItem, Propagation
 from model.inference.segmenter import Segmenter
 from tests.conftest import run_script
-from tests.support.synth import moving_shapes
+from tests.support.synth import moving_shapes, write_frame_folder
 from utils.errors import UserError
 from utils.images import at_working_size, rgb_to_tensor, working_size
 from utils.masks import read_label_mask, write_label_mask
@@ -49,10 +48,7 @@ def test_frames_resize_bilinear_and_given_masks_nearest(clip):
 
 def test_eval_writes_masks_at_the_videos_size_and_the_api_gives_the_same(tmp_path, recipe_checkpoint, clip):
     frames, masks = clip
-    folder = tmp_path / 'frames'
-    folder.mkdir()
-    for t, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f'{t:05d}.png')
+    folder = write_frame_folder(tmp_path / 'frames', frames)
     with Mp4Writer(tmp_path / 'clip.mp4', fps=10) as writer:
         for frame in frames:
             writer.write(frame)

@@ -309,12 +309,12 @@ class Trainer:
         try:
             for epoch in range(self.point.start_epoch, config.total_epochs):
                 self.train_epoch(epoch)
+            self.check_replicas_agree()
         except KeyboardInterrupt:
             raise Interrupted(self.continuation()) from None
         finally:
             if self.writer is not None:
                 self.writer.close()
-        self.check_replicas_agree()
         return TrainingOutcome(self.point.best_loss, self.log_dir)
 
     def train_epoch(self, epoch):

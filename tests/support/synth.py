@@ -17,6 +17,14 @@ def _background(rng, height, width):
     return np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR), np.float32)
 
 
+def write_frame_folder(folder, frames):
+    """A folder of the frames as 00000.png, 00001.png, ... (eval.py --video reads such a folder); returns it."""
+    os.makedirs(folder)
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(os.path.join(folder, f'{t:05d}.png'))
+    return folder
+
+
 def moving_shapes(seed, n_frames, height, width, n_objects):
     """Textured ellipses and boxes drifting over a smooth background; later objects occlude earlier ones."""
     rng = np.random.RandomState(seed)
