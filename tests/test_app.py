@@ -247,7 +247,8 @@ def test_bad_uploads_get_a_message_and_the_app_keeps_its_clip(tmp_path, model):
 
 
         # A name that could upset a path or a header is made plain.
-        status, state = app.json('POST', '/api/upload?name=a%22%0d%0aX-Evil%3a%201%2f..%2fb%00c.mp4', open(clip, 'rb').read())
+        tricky = 'a%22%0d%0aX-Evil%3a%201%2f..%2fb%00c.mp4'      # a"\r\nX-Evil: 1/../b\0c.mp4
+        status, state = app.json('POST', f'/api/upload?name={tricky}', open(clip, 'rb').read())
         assert status == 200 and state['clip']['name'] == 'b_c'
         with urllib.request.urlopen(app.url + '/api/download/masks.zip', timeout=30) as response:
             assert response.headers['Content-Disposition'] == 'attachment; filename="b_c_masks.zip"'
