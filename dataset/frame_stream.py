@@ -239,16 +239,21 @@ class VideoProbe:
     frame_count: int | None    # may be approximate (for progress bars); None when unknown
 
 
+def _stated_frame_count(capture):
+    import cv2
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if count and count > 0 and np.isfinite(count) else None
+
+
 def probe_video(path, default_fps=25.0):
     """Open the video once and read the VideoProbe its container states (a UserError if it cannot be opened)."""
     import cv2
     capture = _open_video(path)
     try:
-        fps, count = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        fps, count = capture.get(cv2.CAP_PROP_FPS), _stated_frame_count(capture)
     finally:
         capture.release()
-    return VideoProbe(float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default_fps),
-                      int(count) if count and count > 0 else None)
+    return VideoProbe(float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default_fps), count)
 
 
 _END = object()
@@ -290,10 +295,20 @@ class VideoFile:
         return None
 
 
+def decoding_shortfall(decoded, stated):
+    """Why `decoded` frames are fewer than the `stated` count of the container (None when they are not): a
+    truncated or damaged file ends decoding early, which cv2 cannot tell from the end of the video."""
+    if stated is None or decoded >= stated:
+        return None
+    return (f'only {decoded} of the {stated} frames its container states could be decoded: the file may be '
+            f'truncated or corrupt')
+
+
 def read_video_frames(path, start=0):
     """Yield (index, RGB uint8 (H, W, 3)) for the frames of a video file from frame `start` on, decoded with cv2.
 
-    The frames before `start` are decoded but not converted. UserError when no frame decodes at all.
+    The frames before `start` are decoded but not converted. UserError when no frame decodes at all; one
+    warning line when decoding ends before the count the container states (results stop there).
     """
     import cv2
     capture = _open_video(path)
@@ -307,6 +322,9 @@ def read_video_frames(path, start=0):
             if not ok:
                 if index == 0:
                     raise UserError(f'{path}: no frame could be decoded (empty or corrupt video)')
+                shortfall = decoding_shortfall(index, _stated_frame_count(capture))
+                if shortfall:
+                    _warn(f'{path}: {shortfall}; results stop at frame {index - 1}')
                 return
             if index >= start:
                 yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

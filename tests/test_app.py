@@ -19,7 +19,7 @@ from PIL import Image
 from model.inference.options import DEFAULT_BANK_OPTIONS, WORKING_SIZE
 from model.network.loading import load_model
 from tests.conftest import REPO, run_script
-from tests.support.synth import moving_shapes
+from tests.support.synth import moving_shapes, write_truncated_video
 from utils.masks import read_label_mask, write_label_mask
 from utils.video_writer import Mp4Writer
 from webapp.grabcut import box_mask
@@ -244,6 +244,13 @@ def test_bad_uploads_get_a_message_and_the_app_keeps_its_clip(tmp_path, model):
         assert state['clip']['name'] == 'good' and state['clip']['frames'] == 3
         assert not os.path.exists(os.path.join(os.path.dirname(app.workspace.root), 'evil.png'))
         assert sorted(os.listdir(app.workspace.root)) == ['clip-0']     # failed uploads leave nothing
+
+        # A video that decodes short opens as far as it decodes, and the page says so.
+        decoded = write_truncated_video(tmp_path / 'short.mp4', moving_shapes(6, 8, H, W, 1)[0])
+        state = app.upload(tmp_path / 'short.mp4')[1]
+        assert state['clip']['frames'] == decoded and state['clip']['note'] == (
+            f'only {decoded} of the 8 frames its container states could be decoded: the file may be truncated or '
+            f'corrupt')
 
 
         # A name that could upset a path or a header is made plain.

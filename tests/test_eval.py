@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO, run_script
-from tests.support.synth import moving_shapes, write_davis, write_long_video, write_youtube
+from tests.support.synth import moving_shapes, write_davis, write_long_video, write_truncated_video, write_youtube
 from utils.masks import read_label_mask, write_label_mask
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
@@ -196,3 +196,16 @@ def test_a_corrupt_frame_stops_with_its_name_keeps_finished_masks_and_leaves_no_
     Image.fromarray(frames[4]).save(corrupt)
     run_script('eval.py', *flags)
     assert (overlay_dir / 'clip.mp4').is_file() and len(os.listdir(masks_dir)) == 6
+
+
+def test_a_video_file_cut_short_is_segmented_as_far_as_it_decodes_with_one_warning(tmp_path, recipe_checkpoint):
+    frames, masks = moving_shapes(3, 8, 48, 64, 1)
+    clip = tmp_path / 'clip.mp4'
+    decoded = write_truncated_video(clip, frames)
+    write_label_mask(tmp_path / 'first.png', masks[0])
+    result = run_script('eval.py', '--video', clip, '--mask', tmp_path / 'first.png', '--resume', recipe_checkpoint,
+                        '--device', 'cpu', '--workers', 0, '--output', tmp_path / 'out')
+    assert [line for line in result.stderr.splitlines() if 'warning' in line] == [
+        f'warning: {clip}: only {decoded} of the 8 frames its container states could be decoded: the file may '
+        f'be truncated or corrupt; results stop at frame {decoded - 1}']
+    assert sorted(os.listdir(tmp_path / 'out' / 'AFB-URR_Video' / 'clip')) == [f'{t:05d}.png' for t in range(decoded)]

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from dataset.eval_sets import FOLDER_FPS, Sequence, list_frames
-from dataset.frame_stream import probe_video, read_video_frames, stream_frames, stream_video_frames
+from dataset.frame_stream import (decoding_shortfall, probe_video, read_video_frames, stream_frames,
+                                  stream_video_frames)
 from utils.errors import UserError
 from utils.files import atomic_path
 from utils.images import IMAGE_EXTENSIONS, opened_image, read_rgb
@@ -38,6 +39,7 @@ class Clip:
     preview_paths: list   # what the page shows: JPEG previews of a video, a folder's own frames
     video: str | None = None
     frame_paths: list | None = None
+    note: str | None = None  # what the page says beside the clip, e.g. that a video decoded short
 
     @property
     def frame_count(self):
@@ -76,8 +78,10 @@ def _open_video(path, folder, name):
         preview = path_inside(folder, f'{index:05d}.jpg')
         Image.fromarray(rgb).save(preview, quality=PREVIEW_QUALITY)
         previews.append(preview)
-    return Clip(name=name, frame_names=[f'{t:05d}' for t in range(len(previews))], fps=probe_video(path).fps,
-                size=tuple(size), preview_paths=previews, video=path)
+    probe = probe_video(path)
+    return Clip(name=name, frame_names=[f'{t:05d}' for t in range(len(previews))], fps=probe.fps,
+                size=tuple(size), preview_paths=previews, video=path,
+                note=decoding_shortfall(len(previews), probe.frame_count))
 
 
 def _frame_entries(archive, source):

@@ -215,7 +215,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         clip = workspace.clip
         return {
             'clip': None if clip is None else {'name': clip.name, 'frames': clip.frame_count, 'fps': clip.fps,
-                                               'width': clip.size[1], 'height': clip.size[0]},
+                                               'width': clip.size[1], 'height': clip.size[0], 'note': clip.note},
             'annotated': workspace.annotated_frames(),
             'job': None if job is None else job.status(),
             'palette': PALETTE,

@@ -25,6 +25,27 @@ def write_frame_folder(folder, frames):
     return folder
 
 
+def write_truncated_video(path, frames, fps=10):
+    """An H.264 file of the frames cut short, as an interrupted copy leaves it: its container still states
+    every frame, only some decode. Returns how many decode (at least 1, fewer than all)."""
+    import cv2
+    from utils.video_writer import Mp4Writer
+    with Mp4Writer(str(path), fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    data = open(path, 'rb').read()
+    for kept in range(len(data) - 1, 0, -max(1, len(data) // 50)):  # the longest cut that loses frames
+        open(path, 'wb').write(data[:kept])
+        capture = cv2.VideoCapture(str(path))
+        decoded = 0
+        while capture.read()[0]:
+            decoded += 1
+        capture.release()
+        if 0 < decoded < len(frames):
+            return decoded
+    raise AssertionError(f'no cut of {path} decodes some but not all frames')
+
+
 def moving_shapes(seed, n_frames, height, width, n_objects):
     """Textured ellipses and boxes drifting over a smooth background; later objects occlude earlier ones."""
     rng = np.random.RandomState(seed)

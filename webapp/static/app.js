@@ -94,6 +94,7 @@ function renderStatus() {
   const running = job && (job.state === 'running' || job.state === 'waiting');
   $('clip-info').textContent = clip
     ? `${clip.name}: ${clip.frames} frames, ${clip.fps.toFixed(2)} fps, ${clip.width}x${clip.height}`
+      + (clip.note ? ` (${clip.note})` : '')
     : 'No clip loaded.';
   $('frame-info').textContent = clip ? `frame ${view.t} / ${clip.frames - 1} (${view.dirty ? 'edited' : view.source})` : '';
   $('annotated').textContent = view.annotated.length ? `Annotated frames: ${view.annotated.join(', ')}` : '';
