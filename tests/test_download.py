@@ -204,3 +204,13 @@ def test_local_paths_and_unknown_values_are_returned_unchanged(tmp_path, folders
     local.write_bytes(b'not fetched')
     assert resolve(str(local), folders)[:2] == (0, str(local))
     assert resolve('no/such/file.pth', folders)[:2] == (0, 'no/such/file.pth')
+
+
+def test_a_released_name_the_mirror_serves_broken_is_refused_and_leaves_the_cache(serve, folders):
+    base, _ = serve(hub_files(RELEASE_REPO, {'NeurIPS20_level1_DAVIS17.pth': b'<html>mirror error page</html>'}),
+                    hub=True)
+    for _ in range(2):  # the second run downloads again instead of taking the refused file from the cache
+        status, _, err = resolve('davis17', folders, HF_ENDPOINT=base)
+        assert status == 2
+        assert err.startswith(f'error: {base}/{RELEASE_REPO}/NeurIPS20_level1_DAVIS17.pth: not a PyTorch checkpoint')
+        assert not [path for path in files_under(folders['hf']) if '/blobs/' in path or '/snapshots/' in path]

@@ -95,8 +95,9 @@ def _released_file(file_name):
         raise UserError(f'{RETIRED_MIRROR_ENV} is no longer read; for a mirror of the released checkpoints set '
                         f'HF_ENDPOINT to its address (the part before /{RELEASE_REPO}), and unset {RETIRED_MIRROR_ENV}')
     by_hand = f'{_by_hand(earlier)} (from {RELEASE_PAGE} or {ORIGINAL_DOWNLOAD_PAGE})'
+    cached = isinstance(huggingface_hub.try_to_load_from_cache(RELEASE_REPO, file_name), str)
     try:
-        return huggingface_hub.hf_hub_download(repo_id=RELEASE_REPO, filename=file_name)
+        path = huggingface_hub.hf_hub_download(repo_id=RELEASE_REPO, filename=file_name)
     except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
         if huggingface_hub.constants.HF_HUB_OFFLINE:
             reason = 'HF_HUB_OFFLINE is set'
@@ -107,6 +108,21 @@ def _released_file(file_name):
     except (HfHubHTTPError, OSError) as error:
         raise UserError(f'{file_name}: download from {huggingface_hub.constants.ENDPOINT} failed '
                         f'({_brief(error)}); {by_hand}') from None
+    if not cached:
+        _keep_if_loadable(path, f'{huggingface_hub.constants.ENDPOINT}/{RELEASE_REPO}/{file_name}')
+    return path
+
+
+def _keep_if_loadable(path, source):
+    """Check a file the client just put in its cache; a refused one is removed (the snapshot entry and the blob
+    it links to), else every later run would take it from the cache and be refused again."""
+    try:
+        read_checkpoint(path, name=source)
+    except UserError:
+        for cached_path in {os.path.realpath(path), path}:
+            if os.path.lexists(cached_path):
+                os.remove(cached_path)
+        raise
 
 
 def _download_url(url):
