@@ -32,7 +32,7 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from utils.download import resolve_checkpoint
     from utils.files import make_writable_folder
     from utils.names import path_inside, plain_name_problem, refuse_inside
-    from utils.run_record import check_run_record, file_digest, write_run_record
+    from utils.run_record import check_run_record, file_digest, results_besides, write_run_record
 
 
 def _bank_flag(name, convert):
@@ -156,6 +156,20 @@ def run_record(args, checkpoint):
     }
 
 
+def check_record(args, record):
+    """Refuse to mix this run's results with another run's in one folder: a rerun that differs, unless it
+    replaces them all (--overwrite for every video there)."""
+    root = results_root(args)
+    if not args.overwrite:
+        check_run_record(root, record, 'pass --overwrite to replace them, or choose another --output (or --prefix)')
+    elif args.sequences is not None:
+        others = results_besides(root, selected_names(args.sequences))
+        if others:
+            check_run_record(root, record, f'--overwrite with --sequences would keep that run\'s results of '
+                                           f'{", ".join(others[:3])}{" ..." if len(others) > 3 else ""} beside these; '
+                                           f'drop --sequences to redo every video, or choose another --output')
+
+
 def select_sequences(args):
     """The level's videos, only those of --sequences when given (the others are not read)."""
     wanted = selected_names(args.sequences) if args.sequences is not None else None
@@ -216,9 +230,7 @@ def evaluate(args):
         check_precision(args.precision, device)
         checkpoint = resolve_checkpoint(args.resume)
         record = run_record(args, checkpoint)
-        if not args.overwrite:
-            check_run_record(results_root(args), record, 'pass --overwrite to replace them, or choose another '
-                                                          '--output (or --prefix)')
+        check_record(args, record)
         model = load_model(checkpoint, device)
         if process.is_main:
             write_run_record(results_root(args), record)

@@ -340,6 +340,27 @@ def test_a_rerun_with_another_checkpoint_or_options_is_refused(tmp_path, recipe_
     assert tree(results) != masks_before
 
 
+def test_overwriting_some_videos_of_another_runs_folder_is_refused(davis, tmp_path, recipe_checkpoint):
+    other_checkpoint = write_recipe_checkpoint(8, tmp_path / 'recipe8.pth')
+    results = tmp_path / 'out' / 'AFB-URR_DAVIS_17val'
+
+    def run(checkpoint, *flags):
+        return run_script('eval.py', '--level', 1, '--dataset', davis / 'DAVIS', '--resume', checkpoint,
+                          '--device', 'cpu', '--workers', 0, '--output', tmp_path / 'out', *flags, check=False)
+
+    assert run(recipe_checkpoint).returncode == 0
+    before = tree(results)
+    result = run(other_checkpoint, '--overwrite', '--sequences', 'seq0')
+    assert result.returncode == 2
+    assert error_lines(result.stderr)[0].startswith(f'error: {results}: holds the results of another run (checkpoint')
+    assert error_lines(result.stderr)[0].endswith(
+        "; --overwrite with --sequences would keep that run's results of seq1 beside these; drop --sequences to "
+        "redo every video, or choose another --output")
+    assert tree(results) == before
+    assert run(recipe_checkpoint, '--overwrite', '--sequences', 'seq0').returncode == 0  # the same run: redone
+    assert run(other_checkpoint, '--overwrite').returncode == 0
+
+
 # ------------------------------------------------------------------ corrupt video files
 
 def test_a_corrupt_mp4_is_one_line_with_ffmpegs_reason(tmp_path, recipe_checkpoint):

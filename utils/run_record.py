@@ -45,6 +45,15 @@ def check_run_record(folder, record, advice):
         raise UserError(f'{folder}: holds the results of another run ({"; ".join(changed)}); {advice}')
 
 
+def results_besides(folder, names):
+    """The result folders in `folder` of videos other than `names`, sorted (none when it does not exist)."""
+    try:
+        entries = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in entries if name not in names and os.path.isdir(os.path.join(folder, name)))
+
+
 def write_run_record(folder, record):
     """Write `record` as `folder`/run.json, atomically."""
     with atomic_path(os.path.join(folder, RECORD_NAME)) as tmp:
