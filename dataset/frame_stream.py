@@ -67,7 +67,7 @@ def load_frame_item(sequence, index):
     path = sequence.frame_paths[index]
     image = read_rgb(path)
     width, height = image.size
-    given, given_labels = None, ()
+    given = None
     if index in sequence.given_masks:
         given, given_labels = read_given_mask(sequence.given_masks[index], path, (height, width),
                                               (sequence.given_objects or {}).get(index))
@@ -76,9 +76,11 @@ def load_frame_item(sequence, index):
         image = image.resize((new_w, new_h), Image.BICUBIC)
         if given is not None:
             given = resize_labels(given, (new_h, new_w))
-    frame, given, _ = at_working_size(rgb_to_tensor(np.array(image)), given, sequence.working_size)
-    return FrameItem(index=index, name=sequence.frame_names[index], frame=frame,
-                     given=given, given_labels=given_labels, original_size=(height, width))
+    frame, _ = at_working_size(rgb_to_tensor(np.array(image)), sequence.working_size)
+    item = FrameItem(index=index, name=sequence.frame_names[index], frame=frame, original_size=(height, width))
+    if given is not None:
+        item.give(given, given_labels)
+    return item
 
 
 class _FrameDataset(Dataset):
@@ -352,9 +354,7 @@ def _with_first_mask(items, path, given_mask_path):
     with contextlib.closing(items):
         for item in items:
             if item.index == 0:
-                working = tuple(item.frame.shape[-2:])
-                given, item.given_labels = read_given_mask(given_mask_path, path, item.original_size or working)
-                item.given = given if item.original_size is None else resize_labels(given, working)
+                item.give(*read_given_mask(given_mask_path, path, item.original_size or tuple(item.frame.shape[-2:])))
             yield item
 
 
@@ -379,7 +379,7 @@ def stream_video_frames(path, prefetch=8, start=0, size=None):
         decoded = read_video_frames(path, start)
         try:
             for index, rgb in decoded:
-                frame, _, original_size = at_working_size(rgb_to_tensor(rgb), None, size)
+                frame, original_size = at_working_size(rgb_to_tensor(rgb), size)
                 if not put(FrameItem(index=index, name=f'{index:05d}', frame=frame, original_size=original_size)):
                     return
             put(_END)

@@ -113,7 +113,8 @@ def test_the_app_writes_the_pngs_eval_py_writes_and_corrects_from_a_frame_on(tmp
     frames, masks = moving_shapes(3, 8, H, W, 2)
     clip = write_clip(tmp_path / 'clip.mp4', frames)
     status, state = app.upload(clip)
-    assert status == 200 and state['clip'] == {'name': 'clip', 'frames': 8, 'fps': 10.0, 'width': W, 'height': H}
+    assert status == 200 and state['clip'] == {'name': 'clip', 'frames': 8, 'fps': 10.0, 'width': W, 'height': H,
+                                                'note': None}
     assert app.request('PUT', '/api/annotation/0', masks[0].tobytes())[0] == 200
     job = app.propagate(0)
     assert job['state'] == 'finished' and job['done'] == 8

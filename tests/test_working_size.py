@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 import eval as eval_script
 
@@ -35,15 +37,21 @@ def test_the_shorter_side_becomes_n_with_the_aspect_kept_and_nothing_is_enlarged
 
 def test_frames_resize_bilinear_and_given_masks_nearest(clip):
     frames, masks = clip
-    frame = rgb_to_tensor(frames[0])
-    small, given, original = at_working_size(frame, masks[0], 24)
-    assert small.shape == (3, 24, 32) and given.shape == (24, 32) and original == (48, 64)
-    assert set(np.unique(given)) <= set(np.unique(masks[0]))  # labels, not blends of them
+    frame, mask = rgb_to_tensor(frames[0]), masks[0]
+    small, original = at_working_size(frame, 24)
+    assert small.shape == (3, 24, 32) and original == (48, 64)
+    item = FrameItem(0, small, original_size=original)
+    item.give(mask, [1, 2])
+    assert item.given.shape == (24, 32) and item.given_labels == (1, 2)
+    assert set(np.unique(item.given)) <= set(np.unique(mask))  # labels, not blends of them
+    assert item.original_given is mask                          # kept as drawn, for the written labels
     assert 0 <= small.min() and small.max() <= 1
     np.testing.assert_allclose(small.mean(dim=(1, 2)), frame.mean(dim=(1, 2)), atol=0.02)
-    mask = masks[0]
-    same, given, original = at_working_size(frame, mask, 48)
-    assert same is frame and given is mask and original is None
+    same, original = at_working_size(frame, 48)
+    assert same is frame and original is None
+    item = FrameItem(0, same)
+    item.give(mask, [1, 2])
+    assert item.given is mask and item.original_given is None
 
 
 def test_eval_writes_masks_at_the_videos_size_and_the_api_gives_the_same(tmp_path, recipe_checkpoint, clip):
@@ -61,15 +69,35 @@ def test_eval_writes_masks_at_the_videos_size_and_the_api_gives_the_same(tmp_pat
     for name in ('frames', 'clip'):
         written = [read_label_mask(tmp_path / 'out' / 'AFB-URR_Video' / name / f'{t:05d}.png') for t in range(4)]
         assert all(mask.shape == (48, 64) for mask in written)
+        np.testing.assert_array_equal(written[0], masks[0])  # the given mask as drawn, not its 32-pixel copy
         if name == 'frames':  # the same frames (the MP4's are lossy)
             for mask, (labels, probabilities) in zip(written, results):
                 np.testing.assert_array_equal(mask, labels)
                 assert probabilities.shape == (3, 48, 64)
                 np.testing.assert_allclose(probabilities.sum(axis=0), 1, atol=1e-5)
-    assert (results[0][0] == masks[0]).mean() > 0.97  # the given mask as the model saw it, at the working size
+    np.testing.assert_array_equal(results[0][0], masks[0])
     native = list(Segmenter.from_pretrained(recipe_checkpoint, device='cpu', size=None).segment(frames, masks[0]))
     assert any((labels != results[t][0]).any() for t, labels in enumerate(native))  # the size took effect
     assert os.path.isfile(tmp_path / 'out' / 'overlay' / 'AFB-URR_Video' / 'clip.mp4')
+
+
+def test_masks_given_later_come_back_as_drawn_and_the_other_objects_as_predicted(recipe_checkpoint, clip):
+    frames, masks = clip
+    segmenter = Segmenter.from_pretrained(recipe_checkpoint, device='cpu', size=32)
+    only_first = np.where(masks[2] == 1, 1, 0).astype(np.uint8)
+    without = list(segmenter.segment(frames, {0: masks[0]}))
+    labels = list(segmenter.segment(frames, {0: masks[0], 2: only_first}))
+    drawn = only_first == 1
+    assert (labels[2][drawn] == 1).all() and (labels[2][~drawn] != 1).all()
+    # The loop saw object 1's mask at the working size: scaled back, it is not the drawn one.
+    item = FrameItem(2, at_working_size(rgb_to_tensor(frames[2]), 32)[0])
+    item.give(only_first, [1])
+    seen = F.interpolate(torch.from_numpy(item.given)[None, None].float(), size=(48, 64), mode='nearest')[0, 0]
+    seen = seen.numpy() == 1
+    assert (seen != drawn).any()
+    # Object 2, not given at frame 2, keeps its prediction wherever object 1's mask covers it in neither form.
+    predicted_2 = (without[2] == 2) & ~drawn & ~seen
+    assert predicted_2.any() and (labels[2][predicted_2] == 2).all()
 
 
 def test_size_none_runs_at_the_native_size_as_before(recipe_checkpoint, clip):

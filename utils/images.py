@@ -107,15 +107,13 @@ def resize_labels(labels, size):
     return np.array(Image.fromarray(labels).resize((width, height), Image.NEAREST), np.uint8)
 
 
-def at_working_size(frame, given, size):
-    """(frame, given, original (H, W) or None when unchanged) with the float (3, H, W) `frame` resized to
-    working_size (bilinear, antialiased) and the uint8 (H, W) label mask `given` (or None) with nearest."""
+def at_working_size(frame, size):
+    """(frame, original (H, W) or None when unchanged) with the float (3, H, W) `frame` resized to working_size
+    (bilinear, antialiased); a label mask given for it follows with FrameItem.give."""
     height, width = frame.shape[-2:]
     new_height, new_width = working_size(height, width, size)
     if (new_height, new_width) == (height, width):
-        return frame, given, None
+        return frame, None
     frame = F.interpolate(frame[None], size=(new_height, new_width), mode='bilinear', align_corners=False,
                           antialias=True)[0]
-    if given is not None:
-        given = resize_labels(given, (new_height, new_width))
-    return frame, given, (height, width)
+    return frame, (height, width)

@@ -15,7 +15,6 @@ from model.inference.options import WORKING_SIZE
 from model.inference.precision import DEFAULT_PRECISION
 from model.inference.video_runner import OutputFolders, segment_video
 from utils.errors import UserError
-from utils.images import resize_labels
 from utils.masks import object_labels_of
 
 
@@ -67,8 +66,7 @@ class RunSource:
                     return
                 given = self.given.get(item.index)
                 if given is not None:
-                    item.given_labels = tuple(object_labels_of(given, f'the annotation of frame {item.index}'))
-                    item.given = given if item.original_size is None else resize_labels(given, item.frame.shape[-2:])
+                    item.give(given, object_labels_of(given, f'the annotation of frame {item.index}'))
                 self.job.fed += 1
                 yield item
 

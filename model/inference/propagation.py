@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from model.inference.feature_bank import FeatureBank
 from model.inference.options import DEFAULT_BANK_OPTIONS
 from model.inference.precision import DEFAULT_PRECISION, network_precision
+from utils.images import resize_labels
 
 # Scores forced onto objects that have not started yet, and onto given masks.
 FORCED_SCORE = 1000.0
@@ -32,6 +33,17 @@ class FrameItem:
     given_labels: tuple[int, ...] = ()         # the labels `given` gives (they start here, even if empty)
     name: str = ''                             # output name (file stem)
     original_size: tuple[int, int] | None = None   # (H, W) before resizing; None: not resized
+    original_given: np.ndarray | None = None   # `given` as drawn, when the frame was resized after drawing
+
+    def give(self, mask, labels):
+        """Give the uint8 label mask `mask` for the objects `labels`, drawn on the frame before any resizing:
+        the loop gets it at the frame's size (nearest), the written labels keep it as drawn."""
+        self.given_labels = tuple(labels)
+        working = tuple(self.frame.shape[-2:])
+        if mask.shape == working:
+            self.given = mask
+        else:
+            self.given, self.original_given = resize_labels(mask, working), mask
 
 
 @dataclass
@@ -81,12 +93,22 @@ class Propagation:
         return len(self.label_values)
 
     def label_map(self, output, size=None):
-        """uint8 numpy label map of a FrameOutput: the argmax of its scores, resized (nearest) to `size`."""
+        """uint8 numpy label map of a FrameOutput: the argmax of its scores, resized (nearest) to `size`.
+
+        At a frame whose given mask a working size shrank (`original_given`), the given objects come back as
+        drawn, not as their working-size copy scaled back up: a user's own annotation is written unchanged.
+        """
         channels = output.scores.argmax(dim=0)
         if size is not None and tuple(size) != tuple(channels.shape):
             channels = F.interpolate(channels[None, None].float(), size=tuple(size), mode='nearest')[0, 0].long()
         lookup = torch.tensor(self.label_values, dtype=torch.uint8, device=channels.device)
-        return lookup[channels].cpu().numpy()
+        labels = lookup[channels].cpu().numpy()
+        given = output.item.original_given
+        if given is not None and given.shape == labels.shape:
+            drawn = np.isin(given, output.item.given_labels)
+            labels[np.isin(labels, output.item.given_labels)] = 0
+            labels[drawn] = given[drawn]
+        return labels
 
     def run(self, items):
         """Yield a FrameOutput for every item from the first that gives a mask on."""

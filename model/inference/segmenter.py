@@ -132,12 +132,12 @@ class Session:
         frame = frame_tensor(frame)
         self._check_frame_size(frame.shape[-2:])
         height, width = frame.shape[-2:]
-        given, given_labels = None, ()
+        small, original_size = at_working_size(frame, self._size)
+        item = FrameItem(self._index, small, original_size=original_size)
         if mask is not None:
             given = label_mask(mask, (height, width))
-            given_labels = tuple(required_object_labels(given, f'the mask of frame {self._index}'))
-        frame, given, original_size = at_working_size(frame, given, self._size)
-        output = self._loop.step(FrameItem(self._index, frame, given, given_labels, original_size=original_size))
+            item.give(given, required_object_labels(given, f'the mask of frame {self._index}'))
+        output = self._loop.step(item)
         self._index += 1
         if output is None:
             labels, probs = np.zeros((height, width), np.uint8), np.ones((1, height, width), np.float32)
