@@ -9,7 +9,7 @@ writes stays in its own temporary work folder, removed when it stops (Ctrl-C or 
 import argparse
 import sys
 
-from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
+from utils.cli import OneLineParser, checked, print_line, quiet_interrupts, run_command
 
 with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
     from model.inference.options import DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, size_flag_problem, working_size_of_flag
@@ -45,8 +45,7 @@ def parse_args(argv=None):
 
 def serve(args):
     if args.host not in LOOPBACK_HOSTS:
-        print(f'warning: --host {args.host}: other machines can reach the app, and it has no password',
-              file=sys.stderr)
+        print_line(f'warning: --host {args.host}: other machines can reach the app, and it has no password')
     workspace = Workspace(int(args.max_upload_mb * 2 ** 20))
     try:
         if args.video:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from utils.cli import OneLineParser, quiet_interrupts, run_command
+from utils.cli import OneLineParser, print_line, quiet_interrupts, run_command
 
 with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
     from dataset.training import TRAINING_LEVELS, training_dataset, training_level
@@ -89,7 +89,7 @@ def run_config(given):
         return replace(config, resume=given['resume']), checkpoint
     config, notes = continued_config(given, saved)
     for note in notes:
-        print(f'warning: {note}', file=sys.stderr)
+        print_line(f'warning: {note}')
     return config, checkpoint
 
 

@@ -28,6 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from model.inference.propagation import FrameItem
+from utils.cli import print_line
 from utils.errors import UserError
 from utils.images import at_working_size, opened_image, read_rgb, resize_labels, rgb_to_tensor
 from utils.loader_errors import UserErrorsAsData, raise_load_failures
@@ -132,7 +133,7 @@ _SHM_ADVICE = ('in Docker give the container more with --shm-size=1g (its defaul
 @functools.cache
 def _warn(message):
     """Print a warning line once per process (a dataset's videos all meet the same shared memory)."""
-    print(f'warning: {message}', file=sys.stderr, flush=True)
+    print_line(f'warning: {message}')
 
 
 def _shared_memory_problem(sequence, start, workers, prefetch):

@@ -28,11 +28,11 @@ import csv
 import dataclasses
 import math
 import os
-import sys
 
 import numpy as np
 
 from utils.distributed import gather_from_all
+from utils.cli import print_line
 from utils.errors import UserError
 from utils.files import atomic_path
 from utils.images import natural_sorted
@@ -124,9 +124,9 @@ def _checked_frames(sequence, gt_masks, result_masks, keep, frame_names, result_
     n_objects = int(first.max(initial=0))
     missing = sorted(set(range(1, n_objects + 1)) - set(present_labels(first)))
     if missing:
-        print(f'warning: {sequence}: the first ground-truth frame lacks labels {missing} of 1..{n_objects}; '
-              f'they are scored as empty objects (1.0 when the results leave them empty), as the official '
-              f'tool does', file=sys.stderr)
+        print_line(f'warning: {sequence}: the first ground-truth frame lacks labels {missing} of 1..{n_objects}; '
+                   f'they are scored as empty objects (1.0 when the results leave them empty), as the official '
+                   f'tool does')
 
     results = {index: _checked_result(sequence, result_masks[index], shape, frame_names[index], result_names[index])
                for index in keep}

@@ -26,12 +26,12 @@ import functools
 import multiprocessing
 import os
 import shutil
-import sys
 
 import numpy as np
 from PIL import Image
 
 from dataset.layouts import PRETRAIN_SETS
+from utils.cli import print_line
 from utils.errors import UserError
 from utils.files import atomic_path, make_writable_folder, remove_stale_temporaries
 from utils.images import IMAGE_EXTENSIONS, list_images
@@ -324,8 +324,8 @@ def coco_items(src, splits=COCO_SPLITS, min_area=COCO_MIN_AREA):
     _pycocotools_mask()
     for split in splits:
         if split not in present:
-            print(f'COCO: {src}/annotations/instances_{split}.json not found; '
-                  f'converting {", ".join(present)} only', file=sys.stderr)
+            print_line(f'COCO: {src}/annotations/instances_{split}.json not found; '
+                       f'converting {", ".join(present)} only')
     listing = Listing(items=[])
     for split in present:
         coco = coco_class(os.path.join(src, 'annotations', f'instances_{split}.json'))

@@ -1,4 +1,4 @@
-"""utils.cli.sigterm_interrupts: SIGTERM stops a script as Ctrl-C does, in its own process only."""
+"""utils.cli: SIGTERM stops a script as Ctrl-C does, in its own process only; messages go out one write a line."""
 import multiprocessing
 import os
 import signal
@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from utils.cli import sigterm_interrupts
+from utils.cli import print_line, run_command, sigterm_interrupts
+from utils.errors import UserError
 
 
 def _sleep():
@@ -30,3 +31,29 @@ def test_a_process_forked_inside_the_block_ends_at_sigterm():
         child.terminate()  # SIGTERM
         child.join(10)
     assert child.exitcode == -signal.SIGTERM
+
+
+class _Writes:
+    """A stand-in stderr that records each write call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def write(self, text):
+        self.calls.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_messages_reach_stderr_in_one_write_each(monkeypatch):
+    # Two torchrun ranks failing at once share one pipe: a line written in two calls (text, then its newline)
+    # ran into the other rank's line.
+    stderr = _Writes()
+    monkeypatch.setattr('sys.stderr', stderr)
+    print_line('warning: one')
+
+    def fail():
+        raise UserError('two')
+    assert run_command(fail, 'nothing') == 2
+    assert stderr.calls == ['warning: one\n', 'error: two\n']

@@ -9,11 +9,18 @@ import sys
 from utils.errors import Interrupted, UserError
 
 
+def print_line(text):
+    """Print `text` and its newline to stderr in one write: the lines of processes sharing a terminal or a pipe
+    (torchrun's ranks) stay whole instead of running into each other."""
+    sys.stderr.write(f'{text}\n')
+    sys.stderr.flush()
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr (exit status 2), like every other error."""
 
     def error(self, message):
-        print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
+        print_line(f'error: {message} (see {self.prog} --help)')
         sys.exit(2)
 
 
@@ -69,7 +76,7 @@ def quiet_interrupts(kept='nothing was done'):
     try:
         yield
     except KeyboardInterrupt:
-        print(f'interrupted: {kept}', file=sys.stderr)
+        print_line(f'interrupted: {kept}')
         sys.exit(130)
 
 
@@ -81,11 +88,11 @@ def run_command(body, kept):
         with sigterm_interrupts():
             return body() or 0
     except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
+        print_line(f'error: {error}')
         return 2
     except Interrupted as interruption:
-        print(f'interrupted: {interruption}', file=sys.stderr)
+        print_line(f'interrupted: {interruption}')
         return 130
     except KeyboardInterrupt:
-        print(f'interrupted: {kept}', file=sys.stderr)
+        print_line(f'interrupted: {kept}')
         return 130

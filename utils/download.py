@@ -17,7 +17,6 @@ A value is, in this order:
 import hashlib
 import os
 import re
-import sys
 import urllib.parse
 
 import huggingface_hub
@@ -27,6 +26,7 @@ from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import httpx  # the client's HTTP module (httpx2 from huggingface_hub 2.0 on)
 
 from utils.checkpoint import read_checkpoint
+from utils.cli import print_line
 from utils.errors import UserError
 from utils.files import atomic_path
 
@@ -129,7 +129,7 @@ def _download_url(url):
     target = os.path.join(checkpoint_dir(), url_file_name(url))
     if os.path.isfile(target):
         return target
-    print(f'downloading {url} to {target}', file=sys.stderr, flush=True)
+    print_line(f'downloading {url} to {target}')
     with atomic_path(target) as part:
         try:
             with open(part, 'wb') as file:

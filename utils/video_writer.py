@@ -16,11 +16,11 @@ the final name.
 import contextlib
 import os
 import struct
-import sys
 from fractions import Fraction
 
 import numpy as np
 
+from utils.cli import print_line
 from utils.errors import UserError
 from utils.files import temporary_path_beside, write_error
 
@@ -125,8 +125,8 @@ def _encoder(path, fps, frame_size):
     if not _FALLBACK_WARNED:
         _FALLBACK_WARNED = True
         missing = 'PyAV is not installed' if av is None else "PyAV's FFmpeg lacks libx264"
-        print(f'warning: {missing}, so overlay videos are MPEG-4 Part 2 (mp4v), which browsers do not play; '
-              f'pip install -r requirements-app.txt writes H.264', file=sys.stderr)
+        print_line(f'warning: {missing}, so overlay videos are MPEG-4 Part 2 (mp4v), which browsers do not play; '
+                   f'pip install -r requirements-app.txt writes H.264')
     return _Mp4vEncoder(path, fps, frame_size)
 
 
