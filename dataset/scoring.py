@@ -31,8 +31,8 @@ import os
 
 import numpy as np
 
-from utils.distributed import gather_from_all
 from utils.cli import print_line
+from utils.distributed import gather_from_all
 from utils.errors import UserError
 from utils.files import atomic_path
 from utils.images import natural_sorted
