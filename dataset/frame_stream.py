@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from model.inference.propagation import FrameItem
 from utils.cli import print_line
 from utils.errors import UserError
-from utils.images import at_working_size, opened_image, read_rgb, resize_labels, rgb_to_tensor
+from utils.images import at_working_size, check_pixel_count, opened_image, read_rgb, resize_labels, rgb_to_tensor
 from utils.loader_errors import UserErrorsAsData, raise_load_failures
 from utils.masks import object_labels_of, read_label_mask, required_object_labels
 
@@ -249,13 +249,17 @@ def _stated_frame_count(capture):
 
 
 def probe_video(path, default_fps=25.0):
-    """Open the video once and read the VideoProbe its container states (a UserError if it cannot be opened)."""
+    """Open the video once and read the VideoProbe its container states (a UserError if it cannot be opened, or
+    if its frames are larger than images are read: utils.images.MAX_IMAGE_PIXELS)."""
     import cv2
     capture = _open_video(path)
     try:
         fps, count = capture.get(cv2.CAP_PROP_FPS), _stated_frame_count(capture)
+        width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
     finally:
         capture.release()
+    if np.isfinite(width) and np.isfinite(height):
+        check_pixel_count(path, 'video frame', int(width), int(height))
     return VideoProbe(float(fps) if fps and fps > 0 and np.isfinite(fps) else float(default_fps), count)
 
 

@@ -26,12 +26,18 @@ def _reason(error):
     return error.strerror or str(error)
 
 
+class WriteError(UserError):
+    """A file that could not be written (disk full, no permission, ...): `path`, and `reason`, the system's."""
+
+    def __init__(self, path, reason):
+        super().__init__(f'{path}: cannot write it ({reason}); free disk space or make its folder writable, '
+                         f'then run again')
+        self.path, self.reason = path, reason
+
+
 def write_error(path, reason):
-    """The UserError for a file that could not be written; `reason` is an OSError or a text."""
-    if isinstance(reason, OSError):
-        reason = _reason(reason)
-    return UserError(f'{path}: cannot write it ({reason}); free disk space or make its folder writable, '
-                     f'then run again')
+    """The WriteError for a file that could not be written; `reason` is an OSError or a text."""
+    return WriteError(path, _reason(reason) if isinstance(reason, OSError) else reason)
 
 
 def temporary_path_beside(path):

@@ -42,6 +42,12 @@ def _too_large(path, what, size):
                      f'are read: scale it down')
 
 
+def check_pixel_count(path, what, width, height):
+    """Refuse (UserError naming `path` as `what`) an image or frame of more than MAX_IMAGE_PIXELS."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _too_large(path, what, f'{width}x{height}')
+
+
 @contextlib.contextmanager
 def opened_image(path, what):
     """The Pillow image at `path` with only its header read; a missing or unreadable file, or one over
@@ -57,9 +63,7 @@ def opened_image(path, what):
     except (OSError, ValueError, SyntaxError) as error:
         raise UserError(f'{path}: cannot read {what} ({error})') from None
     with image:
-        width, height = image.size
-        if width * height > MAX_IMAGE_PIXELS:
-            raise _too_large(path, what, f'{width}x{height}')
+        check_pixel_count(path, what, *image.size)
         try:
             yield image
         except (OSError, ValueError, SyntaxError) as error:  # raised while decoding: a truncated or corrupt file
