@@ -1,32 +1,55 @@
 """The app's HTTP server: the page's static files and its API, on the standard library only.
 
 The page asks nothing of any host but this one: its HTML, script and style sheet are served from here, and the
-Content-Security-Policy header forbids the browser any other source. Label masks travel as raw uint8 bytes,
-one per pixel, row by row (204 No Content where a frame has none), so the page edits exact labels.
+Content-Security-Policy header forbids the browser any other source. Only the app's own page, holding this
+run's token, is answered (webapp.access). Label masks travel as raw uint8 bytes, one per pixel, row by row
+(204 No Content where a frame has none), so the page edits exact labels.
 
-    GET  /api/state                       the clip, annotated frames, the latest job, the palette
-    POST /api/upload?name=FILE            raw body: a video file or a zip of frames
-    GET  /api/frame/T                     frame T's image
-    GET  /api/annotation/T, /api/result/T raw labels, or 204
-    PUT  /api/annotation/T                raw labels (without objects: the annotation is removed)
-    POST /api/annotation/T/import         raw body: a label PNG
-    POST /api/grabcut?frame=T&box=x0,y0,x1,y1   raw uint8 0/1 of the proposed object mask
-    POST /api/propagate?start=T, /api/cancel
-    GET  /api/download/masks.zip, /api/download/overlay.mp4
+Every URL of a clip's data names the clip (its id), and what changes it: an annotation's URL the clip's
+revision, a result's the propagation that made it; so no image or mask of another clip or state is ever taken
+from a cache. Each edit names the revision it was made on (rev=N) and is refused (409) when the clip has
+changed since: a stale tab never writes over a newer edit.
+
+    GET    /api/state                             the clips, the clip opened last, the palette, the limits
+    POST   /api/clips?name=FILE                   raw body: a video file or a zip of frames; a new clip
+    GET    /api/clips/ID                          the clip: frames, revision, objects, annotated frames, undo,
+                                                  redo, its latest propagation
+    DELETE /api/clips/ID                          remove the clip and its work
+    PUT    /api/clips/ID/view                     JSON {frame, selected}: where the user is
+    GET    /api/clips/ID/frame/T                  frame T's image
+    GET    /api/clips/ID/annotation/T?rev=R, /result/T?run=J   raw labels, or 204
+    PUT    /api/clips/ID/annotation/T?rev=R&edit=KIND          raw labels (none: the annotation is removed)
+    POST   /api/clips/ID/annotation/T/import?rev=R&name=FILE   raw body: a label PNG
+    POST   /api/clips/ID/objects                  a new object
+    POST   /api/clips/ID/objects/L/delete?rev=R   object L out of the clip
+    POST   /api/clips/ID/undo?rev=R, /redo?rev=R
+    POST   /api/clips/ID/grabcut?frame=T&box=x0,y0,x1,y1   raw uint8 0/1 of the proposed object mask
+    POST   /api/clips/ID/propagate?start=T&rev=R[&from_result=1], /api/cancel
+    GET    /api/clips/ID/download/masks.zip, /download/overlay.mp4
+
+Request bodies are read before any lock is taken, and a connection idle for `idle_timeout` seconds is closed,
+so a client that stalls holds nothing another request needs.
 """
+import errno
 import http.server
 import json
+import math
 import mimetypes
 import os
 import re
+import secrets
 import shutil
+import socket
 import sys
-import threading
-import traceback
 from urllib.parse import parse_qs, urlsplit
 
 from utils.errors import UserError
+from utils.files import WriteError, write_error
+from utils.masks import MAX_OBJECTS
 from utils.palette import PALETTE
+from webapp.access import Access
+from webapp.downloads import content_disposition, download_name, write_masks_zip, write_overlay_video
+from webapp.errors import Conflict, NotFound, page_message, report
 from webapp.grabcut import box_mask
 from webapp.workspace import discard
 
@@ -40,25 +63,65 @@ SECURITY_HEADERS = {
     'Cache-Control': 'no-store',
 }
 MAX_LABEL_PNG_BYTES = 64 * 2 ** 20
-_FRAME_ROUTE = re.compile(r'/api/(frame|annotation|result)/(\d+)(/import)?')
+MAX_JSON_BYTES = 4096
+IDLE_TIMEOUT_S = 60
+# Errors of a full or read-only disk, met writing in the workspace: the page says so (507), not "internal error".
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+EDITS = ('box', 'brush', 'erase', 'clear')
+# Each route: method, path pattern, handler; a clip's routes are under /api/clips/ID.
+_ID = r'(?P<clip_id>[0-9a-f]{8})'
+_T = r'(?P<t>\d+)'
+ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in [
+    ('GET', '/api/state', 'workspace_state'),
+    ('POST', '/api/clips', 'upload'),
+    ('POST', '/api/cancel', 'cancel'),
+    ('GET', f'/api/clips/{_ID}', 'clip_state'),
+    ('DELETE', f'/api/clips/{_ID}', 'remove'),
+    ('PUT', f'/api/clips/{_ID}/view', 'view'),
+    ('GET', f'/api/clips/{_ID}/frame/{_T}', 'frame'),
+    ('GET', f'/api/clips/{_ID}/(?P<kind>annotation|result)/{_T}', 'read_labels'),
+    ('PUT', f'/api/clips/{_ID}/annotation/{_T}', 'annotate'),
+    ('POST', f'/api/clips/{_ID}/annotation/{_T}/import', 'import_png'),
+    ('POST', f'/api/clips/{_ID}/objects', 'add_object'),
+    ('POST', f'/api/clips/{_ID}/objects/(?P<label>\\d+)/delete', 'delete_object'),
+    ('POST', f'/api/clips/{_ID}/(?P<step>undo|redo)', 'step'),
+    ('POST', f'/api/clips/{_ID}/grabcut', 'grabcut'),
+    ('POST', f'/api/clips/{_ID}/propagate', 'propagate'),
+    ('GET', f'/api/clips/{_ID}/download/(?P<file>masks\\.zip|overlay\\.mp4)', 'download'),
+]]
 
 
 class AppServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, workspace, propagator, loopback_only):
+    def __init__(self, address, workspace, propagator, idle_timeout=IDLE_TIMEOUT_S):
+        host, port = address
+        self.address_family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                 flags=socket.AI_PASSIVE)[0][0]
         super().__init__(address, Handler)
         self.workspace = workspace
         self.propagator = propagator
-        self.changes = threading.Lock()   # one request at a time changes the clip or its annotations
-        port = self.server_address[1]
-        # A page of another site, pointed at this port through its own host name, must not reach the API.
-        self.allowed_hosts = {f'127.0.0.1:{port}', f'localhost:{port}', f'[::1]:{port}'} if loopback_only else None
+        self.idle_timeout = idle_timeout
+        self.access = Access(host, self.server_address[1], secrets.token_urlsafe(24))
+
+    def server_bind(self):
+        if self.address_family == socket.AF_INET6:  # '::' then serves IPv4 too, where the system allows
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    def handle_error(self, request, client_address):
+        """A client that went away or stalled is no error of the app's: nothing on the terminal."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     server: AppServer
+
+    def setup(self):
+        self.timeout = self.server.idle_timeout  # StreamRequestHandler sets it on the socket
+        super().setup()
 
     def log_message(self, *args):
         pass
@@ -81,11 +144,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _json(self, value, status=200):
         self._send(status, json.dumps(value).encode(), 'application/json')
 
-    def _file(self, path, content_type=None, download_name=None):
+    def _error(self, status, message):
+        root = self.server.workspace.root
+        self._json({'error': message.replace(root, 'the workspace')}, status)  # never a path of the server's
+
+    def _file(self, path, content_type=None, download=None):
         content_type = content_type or mimetypes.guess_type(path)[0] or 'application/octet-stream'
-        if download_name:  # the clip's name may hold any letter; a header takes ASCII
-            download_name = re.sub(r'[^A-Za-z0-9._-]', '_', download_name)
-        headers = [('Content-Disposition', f'attachment; filename="{download_name}"')] if download_name else []
+        headers = [('Content-Disposition', content_disposition(download))] if download else []
         self._start(200, content_type, os.path.getsize(path), headers)
         with open(path, 'rb') as source:
             shutil.copyfileobj(source, self.wfile)
@@ -113,121 +178,203 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self, method):
         url = urlsplit(self.path)
-        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        self.query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         try:
-            allowed = self.server.allowed_hosts
-            if allowed is not None and self.headers.get('Host') not in allowed:
-                self._json({'error': 'unknown Host header; open the address the app printed'}, 403)
+            if self._refused(method, url.path):
                 return
-            route = getattr(self, f'_{method}', None)
-            if route is None or not route(url.path, query):
-                self._json({'error': f'no such page: {method.upper()} {url.path}'}, 404)
-        except UserError as error:
-            self._json({'error': str(error)}, 400)
-        except Exception as error:  # a bug: say it in the page and on the terminal, keep serving
-            traceback.print_exc(file=sys.stderr)
-            self._json({'error': f'internal error: {type(error).__name__}: {error}'}, 500)
+            for route_method, pattern, handler in ROUTES:
+                if route_method == method and (match := pattern.fullmatch(url.path)):
+                    getattr(self, f'_{handler}')(**match.groupdict())
+                    return
+            if method == 'GET' and url.path in STATIC_FILES:
+                self._static(url.path)
+            elif method == 'GET' and url.path == '/favicon.ico':
+                self._send(204)
+            else:
+                self._error(404, f'no such page: {method} {url.path}')
+        except (ConnectionError, TimeoutError):  # the client went away or stalled: nobody to answer
+            self.close_connection = True
+        except Exception as error:
+            if isinstance(error, OSError) and error.errno in DISK_ERRORS:  # raised by a library, not written as ours
+                error = write_error(error.filename or self.server.workspace.root, error)
+            report(error)
+            self._error(_status(error), page_message(error))
+
+    def _refused(self, method, path):
+        api = path.startswith('/api/') or method != 'GET'
+        refusal = self.server.access.refusal(self.headers, api)
+        if refusal is None:
+            return False
+        length = self._body_length()
+        if length > MAX_LABEL_PNG_BYTES:
+            self.close_connection = True  # not worth reading: the client may see a reset instead of the answer
+        else:
+            discard(self.rfile, length)
+        self._error(*refusal)
+        return True
 
     def do_GET(self):
-        self._handle('get')
+        self._handle('GET')
 
     def do_POST(self):
-        self._handle('post')
+        self._handle('POST')
 
     def do_PUT(self):
-        self._handle('put')
+        self._handle('PUT')
 
-    # ------------------------------------------------------------ routes (each returns True when it answered)
-    def _get(self, path, query):
-        workspace = self.server.workspace
-        if path in STATIC_FILES:
-            self._file(os.path.join(STATIC, STATIC_FILES[path]))
-        elif path == '/favicon.ico':
-            self._send(204)
-        elif path == '/api/state':
-            self._json(self._state())
-        elif path == '/api/download/masks.zip':
-            self._file(workspace.write_masks_zip(), 'application/zip', f'{workspace.clip.name}_masks.zip')
-        elif path == '/api/download/overlay.mp4':
-            self._file(workspace.write_overlay_video(), 'video/mp4', f'{workspace.clip.name}_overlay.mp4')
-        elif match := _FRAME_ROUTE.fullmatch(path):
-            kind, t = match[1], workspace.frame_index(match[2])
-            if match[3]:
-                return False
-            if kind == 'frame':
-                self._file(workspace.clip.preview_paths[t])
-            else:
-                self._labels(workspace.annotation(t) if kind == 'annotation' else workspace.result(t))
-        else:
-            return False
-        return True
+    def do_DELETE(self):
+        self._handle('DELETE')
 
-    def _put(self, path, query):
-        match = _FRAME_ROUTE.fullmatch(path)
-        if not match or match[1] != 'annotation' or match[3]:
-            return False
-        workspace = self.server.workspace
-        with self.server.changes:
-            t = workspace.frame_index(match[2])
-            height, width = workspace.clip.size
-            workspace.set_annotation(t, self._body(height * width))
-        self._json({'annotated': workspace.annotated_frames()})
-        return True
+    # ------------------------------------------------------------ arguments
+    def _clip(self, clip_id):
+        return self.server.workspace.folder(clip_id)
 
-    def _post(self, path, query):
-        workspace, propagator = self.server.workspace, self.server.propagator
-        match = _FRAME_ROUTE.fullmatch(path)
-        if path == '/api/upload':
-            self._upload(query.get('name', 'clip'))
-        elif path == '/api/grabcut':
-            self._body(0)
-            t = workspace.frame_index(query.get('frame'))
-            self._send(200, box_mask(workspace.clip.frame_rgb(t), _box(query.get('box'))).astype('uint8').tobytes())
-        elif path == '/api/propagate':
-            with self.server.changes:
+    def _revision(self):
+        text = self.query.get('rev', '')
+        if not text.isdigit():
+            raise UserError('the request names no revision of the clip (rev); reload the page')
+        return int(text)
+
+    # ------------------------------------------------------------ routes
+    def _static(self, path):
+        access = self.server.access
+        if path == '/' and 'token' in self.query:
+            if access.offered_token(self.path):  # hand the token over as a cookie, and take it out of the address
                 self._body(0)
-                job = propagator.start(workspace, workspace.frame_index(query.get('start')))
-            self._json(job.status())
-        elif path == '/api/cancel':
-            self._body(0)
-            propagator.cancel()
-            self._json(self._state())
-        elif match and match[1] == 'annotation' and match[3]:
-            with self.server.changes:
-                t = workspace.frame_index(match[2])
-                self._labels(workspace.import_annotation(t, self._body(MAX_LABEL_PNG_BYTES)))
-        else:
-            return False
-        return True
-
-    def _upload(self, name):
-        length = self._body_length()
-        with self.server.changes:
-            if self.server.propagator.busy:
-                discard(self.rfile, length)
-                self._json({'error': 'a propagation is running; cancel it or wait for it, then load the clip'}, 409)
+                self._start(303, 'text/plain', 0, [('Location', '/'), ('Set-Cookie', access.cookie())])
                 return
-            self.server.workspace.receive_upload(self.rfile, length, name)
-        self._json(self._state())
+        self._file(os.path.join(STATIC, STATIC_FILES[path]))
 
-    def _state(self):
-        workspace, job = self.server.workspace, self.server.propagator.job
-        clip = workspace.clip
-        return {
-            'clip': None if clip is None else {'name': clip.name, 'frames': clip.frame_count, 'fps': clip.fps,
-                                               'width': clip.size[1], 'height': clip.size[0], 'note': clip.note},
-            'annotated': workspace.annotated_frames(),
-            'job': None if job is None else job.status(),
+    def _workspace_state(self):
+        self._body(0)
+        workspace, job = self.server.workspace, self.server.propagator.active
+        self._json({
+            'clips': workspace.clips(),
+            'current': workspace.current,
+            'running': None if job is None else {'id': job.clip_id, 'name': job.clip_name},
             'palette': PALETTE,
+            'max_objects': MAX_OBJECTS,
             'max_upload_mb': workspace.max_upload_bytes / 2 ** 20,
-        }
+        })
+
+    def _clip_state(self, clip_id, **extra):
+        self._json({**self._clip(clip_id).state(), **extra})
+
+    def _upload(self):
+        length = self._body_length()
+        folder = self.server.workspace.receive_upload(self.rfile, length, self.query.get('name', 'clip'))
+        self._clip_state(folder.id)
+
+    def _remove(self, clip_id):
+        self._body(0)
+        job = self.server.propagator.active
+        if job is not None and job.clip_id == clip_id:
+            raise Conflict('a propagation of this clip is running; cancel it, then remove the clip')
+        self.server.workspace.remove(clip_id)
+        self._json({'removed': clip_id})
+
+    def _view(self, clip_id):
+        try:
+            view = json.loads(self._body(MAX_JSON_BYTES))
+            frame, selected = view['frame'], view['selected']
+        except (ValueError, TypeError, KeyError):
+            raise UserError('the view needs JSON {"frame": T, "selected": LABEL}') from None
+        folder = self._clip(clip_id)
+        folder.set_view(frame, selected)
+        self.server.workspace.set_current(clip_id)
+        self._json({'frame': folder.frame})
+
+    def _frame(self, clip_id, t):
+        self._body(0)
+        folder = self._clip(clip_id)
+        self._file(folder.clip.preview_path(folder.frame_index(t)))
+
+    def _read_labels(self, clip_id, kind, t):
+        self._body(0)
+        folder = self._clip(clip_id)
+        t = folder.frame_index(t)
+        self._labels(folder.annotation(t) if kind == 'annotation' else folder.result(t))
+
+    def _annotate(self, clip_id, t):
+        folder = self._clip(clip_id)
+        height, width = folder.clip.size
+        raw = self._body(height * width)
+        edit = self.query.get('edit')
+        if edit not in EDITS:
+            raise UserError(f'edit {edit!r}: give one of {", ".join(EDITS)}')
+        folder.set_annotation(self._revision(), folder.frame_index(t), raw, edit)
+        self._clip_state(clip_id)
+
+    def _import_png(self, clip_id, t):
+        png = self._body(MAX_LABEL_PNG_BYTES)
+        folder = self._clip(clip_id)
+        folder.import_annotation(self._revision(), folder.frame_index(t), png,
+                                 os.path.basename(self.query.get('name', '')) or 'the label PNG')
+        self._clip_state(clip_id)
+
+    def _add_object(self, clip_id):
+        self._body(0)
+        self._clip(clip_id).add_object()
+        self._clip_state(clip_id)
+
+    def _delete_object(self, clip_id, label):
+        self._body(0)
+        self._clip(clip_id).delete_object(self._revision(), int(label))
+        self._clip_state(clip_id)
+
+    def _step(self, clip_id, step):
+        self._body(0)
+        folder = self._clip(clip_id)
+        frames = getattr(folder, step)(self._revision())
+        self._clip_state(clip_id, changed=frames)
+
+    def _grabcut(self, clip_id):
+        self._body(0)
+        folder = self._clip(clip_id)
+        t = folder.frame_index(self.query.get('frame'))
+        self._send(200, box_mask(folder.clip.frame_rgb(t), parse_box(self.query.get('box'))).astype('uint8').tobytes())
+
+    def _propagate(self, clip_id):
+        self._body(0)
+        folder = self._clip(clip_id)
+        revision = self._revision()
+        start = folder.frame_index(self.query.get('start'))
+        given = folder.given_masks(revision, start, from_result=self.query.get('from_result') == '1')
+        self.server.propagator.start(folder, start, given, revision)
+        self._clip_state(clip_id)
+
+    def _cancel(self):
+        self._body(0)
+        self.server.propagator.cancel()
+        self._json({'cancelled': True})
+
+    def _download(self, clip_id, file):
+        self._body(0)
+        folder = self._clip(clip_id)
+        if file == 'masks.zip':
+            path, name = write_masks_zip(folder), download_name(folder.clip.name, '_masks.zip')
+        else:
+            path, name = write_overlay_video(folder), download_name(folder.clip.name, '_overlay.mp4')
+        self._file(path, download=name)
 
 
-def _box(text):
+def parse_box(text):
+    """(x0, y0, x1, y1) of a box given as 'x0,y0,x1,y1' in pixels; four finite numbers."""
     try:
         box = [float(v) for v in (text or '').split(',')]
     except ValueError:
         box = []
-    if len(box) != 4:
-        raise UserError(f'box {text!r}: give x0,y0,x1,y1 in pixels')
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        raise UserError(f'box {text!r}: give four numbers x0,y0,x1,y1 in pixels')
     return box
+
+
+def _status(error):
+    """The HTTP status of an error raised while serving a request."""
+    if isinstance(error, Conflict):
+        return 409
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, WriteError):
+        return 507
+    return 400 if isinstance(error, UserError) else 500

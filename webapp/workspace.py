@@ -1,212 +1,206 @@
-"""The app's work folder: the uploaded clip, its annotations and results, and the downloads, all on disk.
+"""The app's workspace: a folder that keeps every clip the user loaded, with its work, across restarts.
 
-    root/clip-N/upload     the uploaded file, streamed to disk under a size limit (a zip's is removed once unpacked)
-    root/clip-N/frames/    the open clip's previews or extracted frames (webapp.clip)
-    root/clip-N/annotations/<frame>.png, results/<frame>.png   palette label PNGs, written atomically
-    root/downloads/        the zip and the overlay MP4, made when asked for
+    root/.lock             held by the app that uses the workspace (one app at a time)
+    root/workspace.json    the clip opened last (a new page opens it)
+    root/clips/<id>/       one clip and its work (webapp.clip_folder)
+    root/incoming/<id>/    an upload being received and opened; moved into clips/ once it opened
 
-Every path is built with utils.names.path_inside, so nothing is written outside the root; the root is removed
-when the workspace closes (app.py closes it at every exit).
+By default the root is afb-urr/workspace in the user's data folder ($XDG_DATA_HOME, else ~/.local/share).
+Nothing is removed when the app stops; a clip is removed only when the user asks. Every path is built with
+utils.names.path_inside, so nothing is written outside the root.
 """
-import itertools
+import contextlib
 import os
 import re
+import secrets
 import shutil
-import tempfile
-import zipfile
+import threading
 
-import numpy as np
-
+from utils.cli import print_line
 from utils.errors import UserError
-from utils.files import atomic_path
-from utils.masks import object_labels_of, read_label_mask, required_object_labels, write_label_mask
+from utils.files import make_writable_folder, write_error
 from utils.names import path_inside
-from utils.overlay import overlay
-from utils.video_writer import Mp4Writer
 from webapp.clip import open_clip
+from webapp.clip_folder import ClipFolder, read_json, write_json
+from webapp.errors import NotFound
+
+try:
+    import fcntl
+except ImportError:  # Windows: one app per workspace is then up to the user
+    fcntl = None
 
 CHUNK = 1 << 20
 # A zip of frames may unpack to this many times the upload limit (PNG and JPEG frames barely compress).
 UNPACK_FACTOR = 4
+CLIPS, INCOMING, CURRENT_FILE, LOCK_FILE = 'clips', 'incoming', 'workspace.json', '.lock'
+
+
+def default_workspace():
+    """afb-urr/workspace in the user's data folder, as the XDG convention places it."""
+    data = os.environ.get('XDG_DATA_HOME', '')
+    if not os.path.isabs(data):  # unset, or relative, which the convention says to ignore
+        data = os.path.join(os.path.expanduser('~'), '.local', 'share')
+    return os.path.join(data, 'afb-urr', 'workspace')
 
 
 class Workspace:
-    def __init__(self, max_upload_bytes):
-        self.root = tempfile.mkdtemp(prefix='afburr-app-')
+    def __init__(self, root, max_upload_bytes):
+        self.root = os.path.abspath(root)
         self.max_upload_bytes = max_upload_bytes
-        self.clip = None
-        self._folder = None
-        self._numbers = itertools.count()
+        make_writable_folder(self.root)
+        self._lock_file = _take_lock(self.root)
+        self._lock = threading.Lock()       # the list of clips changes one request at a time
+        shutil.rmtree(self._path(INCOMING), ignore_errors=True)   # uploads a killed app was receiving
+        for folder in (CLIPS, INCOMING):
+            os.makedirs(self._path(folder), exist_ok=True)
+        self._clips = {}
+        for clip_id in sorted(os.listdir(self._path(CLIPS))):
+            try:
+                self._clips[clip_id] = ClipFolder(self._path(CLIPS, clip_id))
+            except (OSError, ValueError, KeyError, TypeError, UserError) as error:
+                print_line(f'warning: {self._path(CLIPS, clip_id)}: not a clip the app can read ({error}); '
+                           f'left as it is')
+        current = self._path(CURRENT_FILE)
+        self.current = read_json(current).get('current') if os.path.exists(current) else None
+        if self.current not in self._clips:
+            self.current = None
 
     def close(self):
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._lock_file.close()  # releases the lock
 
-    def _new_folder(self, *names):
-        path = path_inside(self.root, *names)
-        os.makedirs(path, exist_ok=True)
-        return path
+    def _path(self, *names):
+        return path_inside(self.root, *names)
 
-    # ------------------------------------------------------------ the clip
+    # ------------------------------------------------------------ the clips
+    def clips(self):
+        """The clips' summaries, oldest first."""
+        return sorted((folder.summary() for folder in list(self._clips.values())), key=lambda s: s['created'])
+
+    def folder(self, clip_id):
+        """The ClipFolder of clip `clip_id`."""
+        folder = self._clips.get(clip_id)
+        if folder is None:
+            raise NotFound('this clip is not in the workspace (removed in another tab?); reload the page')
+        return folder
+
+    def set_current(self, clip_id):
+        """Make clip `clip_id` the one a new page opens."""
+        with self._lock:
+            if clip_id != self.current and clip_id in self._clips:
+                self.current = clip_id
+                write_json(self._path(CURRENT_FILE), {'current': clip_id})
+
+    def remove(self, clip_id):
+        """Remove a clip and all its work (the page asks the user first)."""
+        with self._lock:
+            folder = self.folder(clip_id)
+            gone = self._path(INCOMING, f'{clip_id}.removed')
+            os.replace(folder.folder, gone)   # at once out of the list, even if the app is killed while deleting
+            del self._clips[clip_id]
+        shutil.rmtree(gone, ignore_errors=True)
+        if self.current == clip_id:
+            self.current = None
+
+    def _add(self, incoming):
+        """Move a clip opened in `incoming` into the workspace; returns its ClipFolder, now the current clip."""
+        clip_id = os.path.basename(incoming)
+        with self._lock:
+            final = self._path(CLIPS, clip_id)
+            os.replace(incoming, final)
+            self._clips[clip_id] = ClipFolder(final)
+        self.set_current(clip_id)
+        return self._clips[clip_id]
+
+    def _receiving(self, make):
+        """make(new folder in incoming/) opens a clip there; it joins the workspace, or the folder goes."""
+        while True:
+            clip_id = secrets.token_hex(4)
+            if clip_id not in self._clips:
+                break
+        incoming = self._path(INCOMING, clip_id)
+        os.makedirs(incoming)
+        try:
+            make(incoming)
+            return self._add(incoming)
+        except BaseException:
+            shutil.rmtree(incoming, ignore_errors=True)
+            raise
+
     def receive_upload(self, body, length, filename):
-        """Stream `length` bytes of `body` (a file object) to disk and open them as the clip.
-
-        A body over the limit is read to its end but not kept, so that the client gets the answer."""
-        name = clip_name(filename)
+        """Stream `length` bytes of `body` (a file object) to disk and open them as a new clip; returns its
+        ClipFolder. A body over the limit is read to its end but not kept, so that the client gets the answer."""
+        source = os.path.basename(filename or '') or 'clip'
         if length > self.max_upload_bytes:
             discard(body, length)
-            raise UserError(f'{name}: the file is {length / 2 ** 20:.1f} MB, over the limit of '
+            raise UserError(f'{source}: the file is {length / 2 ** 20:.1f} MB, over the limit of '
                             f'{self.max_upload_bytes / 2 ** 20:g} MB; send a shorter clip or start the app with '
                             f'a larger --max-upload-mb')
 
         def receive(folder):
             path = path_inside(folder, 'upload')
-            with open(path, 'wb') as out:
-                left = length
-                while left > 0:
-                    chunk = body.read(min(CHUNK, left))
-                    if not chunk:
-                        raise UserError(f'{name}: the upload stopped after {length - left} of {length} bytes; '
-                                        f'send it again')
-                    out.write(chunk)
-                    left -= len(chunk)
-            clip = self._open(path, folder, name, shown=os.path.basename(filename or name))
-            if clip.video is None:
-                os.remove(path)  # a zip's frames are extracted
-            return clip
-        return self._replace_clip(receive)
+            _stream(body, length, path, source)
+            open_clip(path, folder, clip_name(source), source, UNPACK_FACTOR * self.max_upload_bytes)
+        return self._receiving(receive)
 
-    def open_file(self, path, name):
-        """Open a video file or a zip of frames on disk as the clip."""
-        return self._replace_clip(lambda folder: self._open(path, folder, name))
-
-    def _open(self, path, folder, name, shown=None):
-        frames = self._new_folder(folder, 'frames')
+    def open_file(self, path):
+        """The clip of a video file or a zip of frames on disk: the one opened from it before if the file has not
+        changed since, else a new one made from a copy."""
         try:
-            return open_clip(path, frames, name, UNPACK_FACTOR * self.max_upload_bytes)
-        except UserError as error:  # name the file the user gave (`shown`) and a zip's entries, not copies here
-            raise UserError(str(error).replace(path, shown or path).replace(frames + os.sep, '')) from None
+            stat = os.stat(path)
+        except OSError:
+            raise UserError(f'{path}: video file not found') from None
+        origin = {'path': os.path.realpath(path), 'size': stat.st_size, 'mtime_ns': stat.st_mtime_ns}
+        for folder in self._clips.values():
+            if folder.clip.origin == origin:
+                self.set_current(folder.id)
+                return folder
 
-    def _replace_clip(self, make):
-        """The clip that make(new folder) returns replaces the open one; when it fails the open one stays."""
-        folder = self._new_folder(f'clip-{next(self._numbers)}')
+        def copy(folder):
+            upload = path_inside(folder, 'upload')
+            with open(path, 'rb') as source:
+                _stream(source, stat.st_size, upload, path)
+            clip = open_clip(upload, folder, clip_name(path), path, UNPACK_FACTOR * self.max_upload_bytes)
+            clip.origin = origin
+            clip.save()
+        return self._receiving(copy)
+
+
+def _take_lock(root):
+    handle = open(os.path.join(root, LOCK_FILE), 'a')
+    if fcntl is not None:
         try:
-            clip = make(folder)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        previous, self.clip, self._folder = self._folder, clip, folder
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
-        return clip
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise UserError(f'{root}: another app.py uses this workspace; stop it, or give this one another '
+                            f'--workspace') from None
+    return handle
 
-    def _require_clip(self):
-        if self.clip is None:
-            raise UserError('no clip is open; load a video or a zip of frames first')
-        return self.clip
 
-    def frame_index(self, text):
-        """The frame number `text` of the open clip, checked."""
-        clip = self._require_clip()
-        try:
-            t = int(text)
-        except (TypeError, ValueError):
-            raise UserError(f'frame {text!r} is not a number') from None
-        if not 0 <= t < clip.frame_count:
-            raise UserError(f'frame {t} is outside the clip (0..{clip.frame_count - 1})')
-        return t
-
-    # ------------------------------------------------------------ annotations and results
-    def _label_path(self, kind, t):
-        return path_inside(self._folder, kind, self._require_clip().frame_names[t] + '.png')
-
-    def annotation_path(self, t):
-        return self._label_path('annotations', t)
-
-    def result_path(self, t):
-        return self._label_path('results', t)
-
-    @property
-    def results_folder(self):
-        return self._new_folder(self._folder, 'results')
-
-    def _read(self, path):
-        return read_label_mask(path) if os.path.isfile(path) else None
-
-    def annotation(self, t):
-        return self._read(self.annotation_path(t))
-
-    def result(self, t):
-        return self._read(self.result_path(t))
-
-    def set_annotation(self, t, raw):
-        """Frame t's annotation from raw uint8 labels, row by row; a mask without objects removes it."""
-        height, width = self._require_clip().size
-        if len(raw) != height * width:
-            raise UserError(f'frame {t}: the mask has {len(raw)} labels, the frame {width}x{height} pixels')
-        labels = np.frombuffer(raw, np.uint8).reshape(height, width)
-        self._write_annotation(t, labels, object_labels_of(labels, f'the mask of frame {t}'))
-
-    def import_annotation(self, t, png):
-        """Frame t's annotation from the bytes of a label PNG (palette or grey levels); returns the labels."""
-        upload = path_inside(self._folder, f'import-{next(self._numbers)}.png')
-        with open(upload, 'wb') as out:
-            out.write(png)
-        try:
-            labels = read_label_mask(upload)
-        finally:
-            os.remove(upload)
-        height, width = self.clip.size
-        if labels.shape != (height, width):
-            raise UserError(f'the label PNG is {labels.shape[1]}x{labels.shape[0]} but the frames are '
-                            f'{width}x{height}; it must have the frames\' size')
-        self._write_annotation(t, labels, required_object_labels(labels, 'the label PNG'))
-        return labels
-
-    def _write_annotation(self, t, labels, objects):
-        path = self.annotation_path(t)
-        if objects:
-            write_label_mask(path, labels)
-        elif os.path.exists(path):
-            os.remove(path)
-
-    def annotated_frames(self):
-        if self.clip is None:
-            return []
-        return [t for t in range(self.clip.frame_count) if os.path.isfile(self.annotation_path(t))]
-
-    def given_masks(self, start):
-        """{frame: labels} of the annotations at frames >= start (what a run from `start` is given)."""
-        return {t: self.annotation(t) for t in self.annotated_frames() if t >= start}
-
-    def clear_results(self, start):
-        """Remove the results of frames >= start (a run from `start` makes them again)."""
-        for t in range(start, self.clip.frame_count):
-            path = self.result_path(t)
-            if os.path.exists(path):
-                os.remove(path)
-
-    # ------------------------------------------------------------ downloads
-    def write_masks_zip(self):
-        """A zip of masks/<frame>.png (every result so far) and annotations/<frame>.png; returns its path."""
-        clip = self._require_clip()
-        path = path_inside(self._new_folder('downloads'), f'{clip.name}_masks.zip')
-        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED) as archive:
-            for t, name in enumerate(clip.frame_names):
-                for folder, source in (('masks', self.result_path(t)), ('annotations', self.annotation_path(t))):
-                    if os.path.isfile(source):
-                        archive.write(source, f'{folder}/{name}.png')
-        return path
-
-    def write_overlay_video(self):
-        """The results over the frames as an MP4 at the clip's frame rate; returns its path."""
-        clip = self._require_clip()
-        path = path_inside(self._new_folder('downloads'), f'{clip.name}_overlay.mp4')
-        empty = np.zeros(clip.size, np.uint8)
-        with Mp4Writer(path, clip.fps) as video:
-            for t in range(clip.frame_count):
-                labels = self.result(t)
-                video.write(overlay(clip.frame_rgb(t), empty if labels is None else labels))
-        return path
+def _stream(body, length, path, source):
+    """Write `length` bytes of the file object `body` to `path`; `source` names it in messages. A failed write
+    is a WriteError; a failed read (the client's) is raised as it is."""
+    try:
+        out = open(path, 'wb')
+    except OSError as error:
+        raise write_error(path, error) from None
+    left = length
+    try:
+        while left > 0:
+            chunk = body.read(min(CHUNK, left))
+            if not chunk:
+                raise UserError(f'{source}: the upload stopped after {length - left} of {length} bytes; '
+                                f'send it again')
+            left -= len(chunk)
+            try:
+                out.write(chunk)
+                if left == 0:
+                    out.flush()  # the last bytes' error, here rather than at close
+            except OSError as error:
+                raise write_error(path, error) from None
+    finally:
+        with contextlib.suppress(OSError):  # after a failed write: that error is the one to tell
+            out.close()
 
 
 def clip_name(filename):
