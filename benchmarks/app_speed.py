@@ -32,23 +32,32 @@ def eval_fps(clip, mask, args, output):
     return float(re.search(r'frames, ([\d.]+) fps', result.stdout)[1])
 
 
-def _call(url, method='GET', body=None):
-    with urllib.request.urlopen(urllib.request.Request(url, data=body, method=method), timeout=600) as response:
-        return response.read()
-
-
-def app_fps(clip, mask, args):
+def app_fps(clip, mask, args, folder):
     app = subprocess.Popen([sys.executable, 'app.py', '--resume', args.resume, '--device', args.device, '--port',
-                            '0', '--video', clip], cwd=REPO, stdout=subprocess.PIPE, text=True)
+                            '0', '--video', clip, '--workspace', os.path.join(folder, 'workspace')], cwd=REPO,
+                           stdout=subprocess.PIPE, text=True)
     try:
-        url = app.stdout.readline().split()[3]
-        _call(url + 'api/annotation/0', 'PUT', read_label_mask(mask).tobytes())
-        job = json.loads(_call(url + 'api/propagate?start=0', 'POST', b''))
+        app.stdout.readline()                                   # the workspace
+        address = app.stdout.readline().split()[3]
+        url = address.split('/?')[0]
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        opener.open(address, timeout=600).close()               # the token, as a cookie
+
+        def call(path, method='GET', body=None):
+            request = urllib.request.Request(url + path, data=body, method=method)
+            with opener.open(request, timeout=600) as response:
+                return json.loads(response.read()) if response.headers['Content-Type'] == 'application/json' \
+                    else response.read()
+        clip_id = call('/api/state')['current']
+        state = call(f'/api/clips/{clip_id}')
+        state = call(f'/api/clips/{clip_id}/annotation/0?rev={state["revision"]}&edit=box', 'PUT',
+                     read_label_mask(mask).tobytes())
+        job = call(f'/api/clips/{clip_id}/propagate?start=0&rev={state["revision"]}', 'POST', b'')['job']
         while job['state'] in ('waiting', 'running'):
             time.sleep(0.5)
-            job = json.loads(_call(url + 'api/state'))['job']
+            job = call(f'/api/clips/{clip_id}')['job']
             if job['done']:
-                _call(url + f'api/result/{job["done"] - 1}')
+                call(f'/api/clips/{clip_id}/result/{job["done"] - 1}?run={job["number"]}')
         assert job['state'] == 'finished', job
         return job['fps']
     finally:
@@ -70,7 +79,7 @@ def main():
         for repeat in range(args.repeats):
             order = ['eval.py', 'app'] if repeat % 2 == 0 else ['app', 'eval.py']
             for name in order:
-                fps = eval_fps(clip, mask, args, folder) if name == 'eval.py' else app_fps(clip, mask, args)
+                fps = eval_fps(clip, mask, args, folder) if name == 'eval.py' else app_fps(clip, mask, args, folder)
                 runs[name].append(fps)
                 print(f'repeat {repeat}: {name} {fps:.3f} frames/s', flush=True)
     for name, values in runs.items():

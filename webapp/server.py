@@ -43,11 +43,12 @@ import socket
 import sys
 from urllib.parse import parse_qs, urlsplit
 
+from utils.cli import print_line
 from utils.errors import UserError
 from utils.files import WriteError, write_error
 from utils.masks import MAX_OBJECTS
 from utils.palette import PALETTE
-from webapp.access import Access
+from webapp.access import NO_TOKEN, Access
 from webapp.downloads import content_disposition, download_name, write_masks_zip, write_overlay_video
 from webapp.errors import Conflict, NotFound, page_message, report
 from webapp.grabcut import box_mask
@@ -205,6 +206,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         refusal = self.server.access.refusal(self.headers, api)
         if refusal is None:
             return False
+        if refusal[1] != NO_TOKEN:  # another page, or another host name: someone may be trying the app
+            source = self.headers.get('Origin') or self.headers.get('Host')
+            print_line(f'warning: refused {method} {path} from {source}: not the app\'s own page')
         length = self._body_length()
         if length > MAX_LABEL_PNG_BYTES:
             self.close_connection = True  # not worth reading: the client may see a reset instead of the answer

@@ -18,7 +18,7 @@ const view = {
   selected: 0,        // the object the tools mark (this page's choice, kept on the server for the next visit)
   running: null,      // the clip whose propagation runs, if any
   t: 0, image: null, mask: null, source: 'none', box: null, lastPoint: null, loadToken: 0,
-  uploading: false, polling: false, viewTimer: null,
+  uploading: false, polling: false, viewTimer: null, viewPending: null,
 };
 
 class RequestError extends Error {
@@ -198,7 +198,7 @@ function render() {
   $('clip-info').textContent = clip
     ? `${clip.frames} frames, ${clip.fps.toFixed(2)} fps, ${clip.width}x${clip.height}` + (clip.note ? ` (${clip.note})` : '')
     : view.ready ? 'No clip loaded.' : '';
-  $('frame-info').textContent = clip ? `frame ${view.t} / ${clip.frames - 1} (${view.source})` : '';
+  $('frame-info').textContent = clip && view.image ? `frame ${view.t} / ${clip.frames - 1} (${view.source})` : '';
   $('annotated').textContent = clip && clip.annotated.length ? `Annotated frames: ${clip.annotated.join(', ')}` : '';
   $('progress').max = job ? job.total : 1;
   $('progress').value = job ? job.done : 0;
@@ -278,16 +278,23 @@ async function showFrame(t) {
   rememberView();
 }
 
-// Where the user is (frame, selected object) is kept for the next visit, a moment after it stops changing.
-function rememberView(delay = 400) {
+// Where the user is (frame, selected object) is kept for the next visit, a moment after it stops changing, and
+// at once when the page goes away (a reload, a closed tab).
+function rememberView(delay = 300) {
   clearTimeout(view.viewTimer);
   const clip = view.clip;
-  view.viewTimer = setTimeout(() => {
+  view.viewPending = () => {
+    view.viewPending = null;
     if (!view.ready || !view.clip || view.clip.id !== clip.id) return;
     const body = JSON.stringify({ frame: view.t, selected: view.selected });
-    call(clipUrl('/view'), { method: 'PUT', body }).catch(sayError);
-  }, delay);
+    call(clipUrl('/view'), { method: 'PUT', body, keepalive: true }).catch(sayError);
+  };
+  view.viewTimer = setTimeout(view.viewPending, delay);
 }
+window.addEventListener('pagehide', () => {
+  clearTimeout(view.viewTimer);
+  if (view.viewPending) view.viewPending();
+});
 
 // ---------------------------------------------------------------- edits, each saved as it is made
 
