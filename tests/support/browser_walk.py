@@ -196,159 +196,193 @@ def _watched(context, result):
     return page
 
 
-def _attack(context, app, attacker_url, clip_id, revision, result, timeout_s):
-    """Open the attacker page on two origins of its own (another port; localhost against 127.0.0.1); each tries
-    the app at both of its names. Records what each page says it sent."""
-    apps = ','.join([app.url, app.url.replace('127.0.0.1', 'localhost')])
-    for origin in (attacker_url, attacker_url.replace('127.0.0.1', 'localhost')):
-        attack = context.new_page()
-        attack.on('request', lambda request: result.requests.append(request.url))
-        attack.goto(f'{origin}/attacker.html#apps={apps}&clip={clip_id}&rev={revision}')
-        attack.wait_for_url(f'{app.url}/api/cancel', timeout=timeout_s * 1000)   # the form's answer
-        attack.close()
+class _Walker:
+    """The walk's state: the browser context, the app's page, the app (restarted once) and what is recorded."""
 
+    def __init__(self, context, app, folder, size, timeout_s):
+        self.context, self.app, self.folder, self.size, self.timeout_s = context, app, folder, size, timeout_s
+        self.timeout_ms = timeout_s * 1000
+        self.result = Walk(urls=[app.url])
+        self.page = None
+        self.clip_id = None
 
-def _app_page(context, result):
-    """A page of the app whose requests and console errors are recorded."""
-    page = _watched(context, result)
-    page.on('console', lambda message: message.type == 'error' and not message.text.endswith(
-        EXPECTED_CONSOLE_ERRORS) and not (result.killed and message.text.startswith(WHILE_KILLED)) and
-        result.console_errors.append(message.text))
-    page.on('pageerror', lambda error: result.console_errors.append(str(error)))
-    page.on('dialog', lambda dialog: dialog.accept())
-    return page
+    def app_page(self):
+        """A page of the app whose requests and console errors are recorded."""
+        result = self.result
+        page = _watched(self.context, result)
+        page.on('console', lambda message: message.type == 'error' and not message.text.endswith(
+            EXPECTED_CONSOLE_ERRORS) and not (result.killed and message.text.startswith(WHILE_KILLED)) and
+            result.console_errors.append(message.text))
+        page.on('pageerror', lambda error: result.console_errors.append(str(error)))
+        page.on('dialog', lambda dialog: dialog.accept())
+        return page
 
+    def state(self):
+        return {'clips': _api(self.page, '/api/state')['clips'], 'clip': _api(self.page, f'/api/clips/{self.clip_id}')}
 
-def _state(page, clip_id):
-    return {'clips': _api(page, '/api/state')['clips'], 'clip': _api(page, f'/api/clips/{clip_id}')}
+    def open_with_the_token(self):
+        """Without the token the page loads and says where to go; with it, the page works."""
+        stranger = _watched(self.context, self.result)
+        stranger.goto(self.app.url + '/')
+        _wait_for_text(stranger, '#message-text', 'open the address app.py printed', self.timeout_s)
+        self.result.without_token = stranger.inner_text('#message-text')
+        stranger.close()
+        self.page = self.app_page()
+        self.page.goto(self.app.address)
+        self.page.wait_for_selector('#message-text:has-text("Load a video")')
+
+    def two_clips_in_one_tab(self, clip, clip_frames, other_clip, other_frames):
+        """The canvas shows the frames of the clip chosen."""
+        page, canvas = self.page, self.result.canvas
+        page.set_input_files('#upload', other_clip)
+        _wait_for_text(page, '#message-text', 'Loaded other.mp4', self.timeout_s)
+        page.set_input_files('#upload', clip)
+        _wait_for_text(page, '#message-text', f'Loaded {os.path.basename(clip)}', self.timeout_s)
+        canvas['second clip loaded'] = _compare_canvas(page, clip_frames[0], other_frames[0])
+        page.select_option('#clips', label='other (2 frames)')
+        page.wait_for_selector('#frame-info:has-text("frame 0 / 1 (")')
+        canvas['first clip chosen again'] = _compare_canvas(page, other_frames[0], clip_frames[0])
+        page.select_option('#clips', index=1)
+        page.wait_for_selector(f'#frame-info:has-text("frame 0 / {len(clip_frames) - 1} (")')
+        _show_frame(page, 1)
+        canvas['second clip, frame 1'] = _compare_canvas(page, clip_frames[1], other_frames[1])
+        self.clip_id = page.evaluate('() => view.clip.id')
+
+    def mark_and_propagate_under_attack(self, labels, attacker_url):
+        """Box each object on frame 0 and propagate; pages of other origins try to drive the app meanwhile."""
+        page = self.page
+        _show_frame(page, 0)
+        for label in present_labels(labels):
+            page.click('#add-object')
+            page.wait_for_selector(f'#objects li:nth-child({label}).selected')
+            ys, xs = np.nonzero(labels == label)
+            with page.expect_response(lambda response: '/annotation/0' in response.url):
+                _drag(page, [(xs.min() - 4, ys.min() - 4), (xs.max() + 5, ys.max() + 5)], self.size)
+        _propagate(page, 0, self.timeout_s)
+        self.result.before_attack = self.state()
+        self.attack(attacker_url, self.result.before_attack['clip']['revision'])
+        self.result.after_attack = self.state()
+        _finished(page, 0, self.timeout_s)
+
+    def attack(self, attacker_url, revision):
+        """Open the attacker page on two origins of its own (another port; localhost against 127.0.0.1); each
+        tries the app at both of its names."""
+        app = self.app
+        apps = ','.join([app.url, app.url.replace('127.0.0.1', 'localhost')])
+        for origin in (attacker_url, attacker_url.replace('127.0.0.1', 'localhost')):
+            attack = _watched(self.context, self.result)
+            attack.goto(f'{origin}/attacker.html#apps={apps}&clip={self.clip_id}&rev={revision}')
+            attack.wait_for_url(f'{app.url}/api/cancel', timeout=self.timeout_ms)   # the form's answer
+            attack.close()
+
+    def correct_undo_redo(self, correct_at):
+        """Correct a later frame; undo and redo it with the keys; the history outlives a reload."""
+        page = self.page
+        _show_frame(page, correct_at)
+        page.check('input[name=tool][value=brush]')
+        page.click('#objects li >> nth=0')
+        _stroke(page, self.size)
+        _wait_for_text(page, '#annotated', f', {correct_at}', self.timeout_s)
+        page.keyboard.press('Control+z')
+        _wait_for_text(page, '#annotated', f', {correct_at}', self.timeout_s, present=False)
+        page.keyboard.press('Control+Shift+z')
+        _wait_for_text(page, '#annotated', f', {correct_at}', self.timeout_s)
+        page.reload()
+        page.wait_for_selector(f'#frame-info:has-text("frame {correct_at} /")', timeout=self.timeout_ms)
+        page.wait_for_selector(f'#undo[title="Undo brush on frame {correct_at} (Ctrl+Z)"]:enabled')
+
+    def stale_tab(self, correct_at):
+        """A second tab edits the clip (clear, then undo): the first tab's next edit is refused, not written;
+        reloading brings it back."""
+        page, (height, width) = self.page, self.size
+        second = self.app_page()
+        _open(second, self.app.url + '/', self.timeout_s)
+        second.click('#clear')
+        second.wait_for_selector('#annotated:has-text("Annotated frames: 0")')
+        second.click('#undo')
+        _wait_for_text(second, '#message-text', 'Undone.', self.timeout_s)
+        second.close()
+        page.check('input[name=tool][value=brush]')
+        _drag(page, [(width * 0.6, height * 0.6), (width * 0.7, height * 0.7)], self.size)
+        page.wait_for_selector('#reload:visible')
+        self.result.stale_message = page.inner_text('#message-text')
+        page.click('#reload')
+        page.wait_for_selector(f'#frame-info:has-text("frame {correct_at} /")', timeout=self.timeout_ms)
+
+    def kill_and_continue(self, checkpoint, correct_at):
+        """Propagate from the correction; kill the app mid-run, start it again on the same workspace and
+        continue from the page."""
+        page, result = self.page, self.result
+        _propagate(page, correct_at, self.timeout_s)
+        page.wait_for_function('() => view.clip.job && view.clip.job.done >= 2', timeout=self.timeout_ms)
+        result.killed = True
+        result.refused = [line for line in self.app.stop(signal.SIGKILL).splitlines() if 'refused' in line]
+        self.app = _App(checkpoint, self.folder)
+        result.urls.append(self.app.url)
+        _open(page, self.app.address, self.timeout_s)
+        result.killed = False
+        result.resumed = _api(page, f'/api/clips/{self.clip_id}')
+        page.wait_for_selector('#continue:visible')
+        job = result.resumed['job']
+        page.click('#continue')
+        _finished(page, job['start'] + job['done'] - 1, self.timeout_s)
+
+    def download(self, screenshot):
+        """Frame 0 with its annotation (the screenshot), and the masks zip."""
+        page = self.page
+        _show_frame(page, 0)
+        page.wait_for_selector('#frame-info:has-text("annotation")')
+        if screenshot is not None:
+            page.screenshot(path=screenshot)
+        with page.expect_download() as download:
+            page.click('#download-zip')
+        self.result.masks_zip = os.path.join(self.folder, 'masks.zip')
+        download.value.save_as(self.result.masks_zip)
+
+    def screenshots(self):
+        """What each page shows, for the one who reads a failure."""
+        for number, shown in enumerate(self.context.pages):
+            shown.screenshot(path=os.path.join(self.folder, f'failure-{number}.png'))
 
 
 def walk(clip, first_mask, checkpoint, folder, correct_at, screenshot=None, timeout_s=600):
     """Walk the app on `clip`; boxes the objects of `first_mask` on frame 0, corrects frame `correct_at`."""
     from playwright.sync_api import sync_playwright
     labels = read_label_mask(first_mask)
-    size = labels.shape
     clip_frames = [rgb.astype(float) for _, rgb in read_video_frames(clip)]
-    other_frames, _ = moving_shapes(11, 2, *size, 1)
+    other_frames, _ = moving_shapes(11, 2, *labels.shape, 1)
     other_clip = os.path.join(folder, 'other.mp4')
     with Mp4Writer(other_clip, 10) as writer:
         for frame in other_frames:
             writer.write(frame)
-    other_frames = [frame.astype(float) for frame in other_frames]
-    result = Walk()
-    app = _App(checkpoint, folder)
-    result.urls.append(app.url)
     with open(first_mask, 'rb') as mask_file, open(clip, 'rb') as clip_file:
         attacker_url, attacker = start_server({'/attacker.html': ATTACKER_PAGE, '/clip.mp4': clip_file.read(),
                                                '/mask.png': mask_file.read()})
+    app = _App(checkpoint, folder)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-
+            walker = _Walker(browser.new_context(viewport=VIEWPORT, accept_downloads=True), app, folder,
+                             labels.shape, timeout_s)
             try:
-                # Without the token the page loads and says where to go; with it, the page works.
-                stranger = _watched(context, result)
-                stranger.goto(app.url + '/')
-                _wait_for_text(stranger, '#message-text', 'open the address app.py printed', timeout_s)
-                result.without_token = stranger.inner_text('#message-text')
-                stranger.close()
-                page = _app_page(context, result)
-                page.goto(app.address)
-                page.wait_for_selector('#message-text:has-text("Load a video")')
-
-                # Two clips in one tab: the canvas shows the frames of the clip chosen.
-                page.set_input_files('#upload', other_clip)
-                _wait_for_text(page, '#message-text', 'Loaded other.mp4', timeout_s)
-                page.set_input_files('#upload', clip)
-                _wait_for_text(page, '#message-text', f'Loaded {os.path.basename(clip)}', timeout_s)
-                result.canvas['second clip loaded'] = _compare_canvas(page, clip_frames[0], other_frames[0])
-                page.select_option('#clips', label='other (2 frames)')
-                page.wait_for_selector('#frame-info:has-text("frame 0 / 1 (")')
-                result.canvas['first clip chosen again'] = _compare_canvas(page, other_frames[0], clip_frames[0])
-                page.select_option('#clips', index=1)
-                page.wait_for_selector(f'#frame-info:has-text("frame 0 / {len(clip_frames) - 1} (")')
-                _show_frame(page, 1)
-                result.canvas['second clip, frame 1'] = _compare_canvas(page, clip_frames[1], other_frames[1])
-                clip_id = page.evaluate('() => view.clip.id')
-
-                # Mark the objects on frame 0 and propagate; pages of other origins try to drive the app meanwhile.
-                _show_frame(page, 0)
-                for label in present_labels(labels):
-                    page.click('#add-object')
-                    page.wait_for_selector(f'#objects li:nth-child({label}).selected')
-                    ys, xs = np.nonzero(labels == label)
-                    box = [(xs.min() - 4, ys.min() - 4), (xs.max() + 5, ys.max() + 5)]
-                    with page.expect_response(lambda response: '/annotation/0' in response.url):
-                        _drag(page, box, size)
-                _propagate(page, 0, timeout_s)
-                result.before_attack = _state(page, clip_id)
-                _attack(context, app, attacker_url, clip_id, result.before_attack['clip']['revision'], result, timeout_s)
-                result.after_attack = _state(page, clip_id)
-                _finished(page, 0, timeout_s)
-
-                # Correct a later frame; undo and redo it with the keys; the history outlives a reload.
-                _show_frame(page, correct_at)
-                page.check('input[name=tool][value=brush]')
-                page.click('#objects li >> nth=0')
-                _stroke(page, size)
-                _wait_for_text(page, '#annotated', f', {correct_at}', timeout_s)
-                page.keyboard.press('Control+z')
-                _wait_for_text(page, '#annotated', f', {correct_at}', timeout_s, present=False)
-                page.keyboard.press('Control+Shift+z')
-                _wait_for_text(page, '#annotated', f', {correct_at}', timeout_s)
-                page.reload()
-                page.wait_for_selector(f'#frame-info:has-text("frame {correct_at} /")', timeout=timeout_s * 1000)
-                page.wait_for_selector(f'#undo[title="Undo brush on frame {correct_at} (Ctrl+Z)"]:enabled')
-
-                # A second tab edits the clip (clear, then undo): the first tab's next edit is refused, not written.
-                second = _app_page(context, result)
-                _open(second, app.url + '/', timeout_s)
-                second.click('#clear')
-                second.wait_for_selector('#annotated:has-text("Annotated frames: 0")')
-                second.click('#undo')
-                _wait_for_text(second, '#message-text', 'Undone.', timeout_s)
-                second.close()
-                page.check('input[name=tool][value=brush]')
-                _drag(page, [(size[1] * 0.6, size[0] * 0.6), (size[1] * 0.7, size[0] * 0.7)], size)
-                page.wait_for_selector('#reload:visible')
-                result.stale_message = page.inner_text('#message-text')
-                page.click('#reload')
-                page.wait_for_selector(f'#frame-info:has-text("frame {correct_at} /")', timeout=timeout_s * 1000)
-
-                # Propagate from the correction; kill the app mid-run, start it again on the same workspace and
-                # continue from the page.
-                _propagate(page, correct_at, timeout_s)
-                page.wait_for_function('() => view.clip.job && view.clip.job.done >= 2', timeout=timeout_s * 1000)
-                result.killed = True
-                result.refused = [line for line in app.stop(signal.SIGKILL).splitlines() if 'refused' in line]
-                app = _App(checkpoint, folder)
-                result.urls.append(app.url)
-                _open(page, app.address, timeout_s)
-                result.killed = False
-                result.resumed = _api(page, f'/api/clips/{clip_id}')
-                page.wait_for_selector('#continue:visible')
-                job = result.resumed['job']
-                page.click('#continue')
-                _finished(page, job['start'] + job['done'] - 1, timeout_s)
-
-                _show_frame(page, 0)
-                page.wait_for_selector('#frame-info:has-text("annotation")')
-                if screenshot is not None:
-                    page.screenshot(path=screenshot)
-                with page.expect_download() as download:
-                    page.click('#download-zip')
-                result.masks_zip = os.path.join(folder, 'masks.zip')
-                download.value.save_as(result.masks_zip)
-            except Exception:  # what the pages showed, for the one who reads the failure
-                for number, shown in enumerate(context.pages):
-                    shown.screenshot(path=os.path.join(folder, f'failure-{number}.png'))
+                walker.open_with_the_token()
+                walker.two_clips_in_one_tab(clip, clip_frames, other_clip, [f.astype(float) for f in other_frames])
+                walker.mark_and_propagate_under_attack(labels, attacker_url)
+                walker.correct_undo_redo(correct_at)
+                walker.stale_tab(correct_at)
+                walker.kill_and_continue(checkpoint, correct_at)
+                walker.download(screenshot)
+            except Exception:
+                walker.screenshots()
                 raise
+            finally:
+                app = walker.app
             browser.close()
     finally:
         attacker.shutdown()
         attacker.server_close()
         app.stop()
+    result = walker.result
     result.attacks = [path.split('?', 1)[1].split('+') for path, _ in attacker.requests if path.startswith('/sent?')]
     return result
 
