@@ -3,8 +3,9 @@
     python -m assets.make_app_screenshot --resume davis17      (from the repository root; needs chromium and
                                                                 playwright: see the README's Interactive app)
 
-The walk (tests/support/browser_walk.py) loads the demo clip, boxes both balls on frame 0, propagates, corrects
-frame 25 with a brush stroke and propagates from there; the screenshot shows frame 0 with its annotation.
+The walk (tests/support/browser_walk.py) loads a synthetic clip and the demo clip, boxes both balls on frame 0,
+propagates, corrects frame 25 with a brush stroke, propagates from there, kills the app mid-run, starts it again
+and continues; the screenshot shows frame 0 with its annotation, as the page shows it at the end.
 """
 import argparse
 import os
@@ -27,8 +28,8 @@ def main():
         clip = first_frames(os.path.join(HERE, 'demo', 'demo.mp4'), os.path.join(folder, 'demo.mp4'), args.frames)
         done = walk(clip, os.path.join(HERE, 'demo', 'demo_first_mask.png'), args.resume, folder,
                     correct_at=args.frames // 2, screenshot=os.path.join(HERE, 'app_screenshot.png'))
-    print(f'wrote {os.path.join(HERE, "app_screenshot.png")}; the page made {len(done.requests)} requests, '
-          f'all to {done.url}, and logged {len(done.console_errors)} console errors')
+    print(f'wrote {os.path.join(HERE, "app_screenshot.png")}; the pages made {len(done.requests)} requests, and '
+          f'the app\'s logged {len(done.console_errors)} console errors')
 
 
 if __name__ == '__main__':

@@ -237,6 +237,7 @@ def test_a_propagation_keeps_the_results_it_has_not_remade_and_runs_once(tmp_pat
     assert again['number'] == job['number'] == 2
     status, answer = app.json('POST', f'/api/clips/{clip_id}/propagate?start=0&rev={state["revision"]}', b'')
     assert status == 409 and 'a propagation of long from frame 5 is running' in answer['error']
+    assert app.clip(clip_id)['running'] == app.ok('GET', '/api/state')['running'] == {'id': clip_id, 'name': 'long'}
     app.wait_for(clip_id, 3)
     assert app.ok('POST', '/api/cancel', b'') == {'cancelled': True}
     while app.propagator.busy:
@@ -483,7 +484,7 @@ def _status_line(connection):
     return data.split(b'\r\n', 1)[0].decode()
 
 
-def test_only_the_apps_own_page_opened_with_the_token_is_answered(tmp_path, app):
+def test_only_the_apps_own_page_opened_with_the_token_is_answered(tmp_path, app, capfd):
     frames, masks = moving_shapes(2, 3, H, W, 1)
     clip = write_clip(tmp_path / 'own.mp4', frames)
     state = app.edit(app.upload(clip), 0, masks[0], 'box')
@@ -514,10 +515,22 @@ def test_only_the_apps_own_page_opened_with_the_token_is_answered(tmp_path, app)
                {'Origin': f'http://localhost:{app.port}'}, {'Origin': 'null'},
                {'Sec-Fetch-Site': 'cross-site'}, {'Sec-Fetch-Site': 'same-site'},
                {'Host': f'evil.example:{app.port}'}, {'Host': f'127.0.0.1:{app.port + 1}'}]
+    capfd.readouterr()
     for method, path, body in attempts:
         for headers in foreign:
             status, answer = app.json(method, path, body, headers=headers)
             assert status == 403 and answer['error'].startswith('refused: '), (method, path, headers, answer)
+    lines = capfd.readouterr().err.splitlines()           # the terminal hears of each, with where it came from
+    assert len(lines) == len(attempts) * len(foreign)
+    assert lines[:len(foreign)] == [
+        "warning: refused POST /api/clips from https://evil.example: not the app's own page",
+        f"warning: refused POST /api/clips from http://localhost:{app.port + 1}: not the app's own page",
+        f"warning: refused POST /api/clips from http://localhost:{app.port}: not the app's own page",
+        "warning: refused POST /api/clips from null: not the app's own page",
+        "warning: refused POST /api/clips from a page with Sec-Fetch-Site cross-site: not the app's own page",
+        "warning: refused POST /api/clips from a page with Sec-Fetch-Site same-site: not the app's own page",
+        f"warning: refused POST /api/clips for Host evil.example:{app.port}: not a name of the app",
+        f"warning: refused POST /api/clips for Host 127.0.0.1:{app.port + 1}: not a name of the app"]
     assert (app.ok('GET', '/api/state'), app.clip(state['id'])) == before
     assert app.propagator.active is None
     # The app's own page (same origin) is answered.

@@ -36,7 +36,7 @@ def test_the_walk_in_a_browser(tmp_path, recipe_checkpoint):
     assert {urlsplit(url).hostname for url in done.requests} <= {'127.0.0.1', 'localhost'}, done.requests
     for step, (to_shown, to_other) in done.canvas.items():   # JPEG previews: a few levels off the decoded frame
         assert to_shown < 4 and to_other > 20, (step, to_shown, to_other)
-    assert done.without_token.startswith('This page has no access to the app: open the address app.py printed')
+    assert done.without_token.startswith('this page has no access to the app: open the address app.py printed')
     assert 'changed in another tab or window' in done.stale_message and 'reload the page' in done.stale_message
 
     # The attacker pages' requests were sent, and changed nothing: no clip, no edit, the run not cancelled.

@@ -60,9 +60,8 @@ class ClipFolder:
         self._recorded_job = None
         for kind in (ANNOTATIONS, RESULTS, HISTORY):
             os.makedirs(self._path(kind), exist_ok=True)
-        remove_stale_temporaries(self.folder)
-        remove_stale_temporaries(self._path(ANNOTATIONS))
-        remove_stale_temporaries(self._path(HISTORY))
+        for folder in (self.folder, *(self._path(kind) for kind in (ANNOTATIONS, RESULTS, HISTORY, DOWNLOADS))):
+            remove_stale_temporaries(folder)   # what a killed app was writing
         self._load_state()
 
     def _path(self, *names):
@@ -136,11 +135,12 @@ class ClipFolder:
     def state(self):
         """The clip as the page shows it."""
         height, width = self.clip.size
-        return {'id': self.id, 'name': self.clip.name, 'frames': self.clip.frame_count, 'fps': self.clip.fps,
-                'width': width, 'height': height, 'note': self.clip.note, 'revision': self.revision,
-                'frame': self.frame, 'selected': self.selected, 'objects': self.objects,
-                'annotated': self.annotated_frames(), 'undo': self.history.undo_label(),
-                'redo': self.history.redo_label(), 'job': self.job_status()}
+        with self.lock:  # not half-way through an edit
+            return {'id': self.id, 'name': self.clip.name, 'frames': self.clip.frame_count, 'fps': self.clip.fps,
+                    'width': width, 'height': height, 'note': self.clip.note, 'revision': self.revision,
+                    'frame': self.frame, 'selected': self.selected, 'objects': self.objects,
+                    'annotated': self.annotated_frames(), 'undo': self.history.undo_label(),
+                    'redo': self.history.redo_label(), 'job': self.job_status()}
 
     def summary(self):
         """The clip as the list of clips shows it."""

@@ -48,7 +48,7 @@ from utils.errors import UserError
 from utils.files import WriteError, write_error
 from utils.masks import MAX_OBJECTS
 from utils.palette import PALETTE
-from webapp.access import NO_TOKEN, Access
+from webapp.access import FROM_ANOTHER_PAGE, UNKNOWN_HOST, Access
 from webapp.downloads import content_disposition, download_name, write_masks_zip, write_overlay_video
 from webapp.errors import Conflict, NotFound, page_message, report
 from webapp.grabcut import box_mask
@@ -206,9 +206,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         refusal = self.server.access.refusal(self.headers, api)
         if refusal is None:
             return False
-        if refusal[1] != NO_TOKEN:  # another page, or another host name: someone may be trying the app
-            source = self.headers.get('Origin') or self.headers.get('Host')
+        # Another page, or another site's name for this machine: someone may be trying the app.
+        if refusal[1] == FROM_ANOTHER_PAGE:
+            source = self.headers.get('Origin') or f'a page with Sec-Fetch-Site {self.headers["Sec-Fetch-Site"]}'
             print_line(f'warning: refused {method} {path} from {source}: not the app\'s own page')
+        elif refusal[1] == UNKNOWN_HOST and self.headers.get('Host'):
+            print_line(f'warning: refused {method} {path} for Host {self.headers["Host"]}: not a name of the app')
         length = self._body_length()
         if length > MAX_LABEL_PNG_BYTES:
             self.close_connection = True  # not worth reading: the client may see a reset instead of the answer
@@ -249,20 +252,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
         self._file(os.path.join(STATIC, STATIC_FILES[path]))
 
+    def _running(self):
+        """The clip whose propagation runs, or None."""
+        job = self.server.propagator.active
+        return None if job is None else {'id': job.clip_id, 'name': job.clip_name}
+
     def _workspace_state(self):
         self._body(0)
-        workspace, job = self.server.workspace, self.server.propagator.active
+        workspace = self.server.workspace
         self._json({
             'clips': workspace.clips(),
             'current': workspace.current,
-            'running': None if job is None else {'id': job.clip_id, 'name': job.clip_name},
+            'running': self._running(),
             'palette': PALETTE,
             'max_objects': MAX_OBJECTS,
             'max_upload_mb': workspace.max_upload_bytes / 2 ** 20,
         })
 
     def _clip_state(self, clip_id, **extra):
-        self._json({**self._clip(clip_id).state(), **extra})
+        self._json({**self._clip(clip_id).state(), 'running': self._running(), **extra})
 
     def _upload(self):
         length = self._body_length()

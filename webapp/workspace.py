@@ -115,7 +115,7 @@ class Workspace:
         """make(new folder in incoming/) opens a clip there; it joins the workspace, or the folder goes."""
         while True:
             clip_id = secrets.token_hex(4)
-            if clip_id not in self._clips:
+            if not os.path.exists(self._path(CLIPS, clip_id)):   # a folder the app could not read is one too
                 break
         incoming = self._path(INCOMING, clip_id)
         os.makedirs(incoming)

@@ -36,7 +36,7 @@ function say(text, info = false) {
 function sayError(error) {
   if (error.status === 409 && /reload the page/.test(error.message)) view.stale = true;
   if (error.status === 403) view.ready = false;
-  say(error.message[0].toUpperCase() + error.message.slice(1));
+  say(error.message);  // as the server wrote it: it may start with the name of the user's file
   render();
 }
 
@@ -210,8 +210,12 @@ function renderClips() {
   const select = $('clips');
   select.replaceChildren();
   if (!view.clips.length) select.append(new Option('No clips yet', ''));
+  const names = view.clips.map((clip) => clip.name);
   for (const clip of view.clips) {
-    select.append(new Option(`${clip.name} (${clip.frames} frames)`, clip.id));
+    // Clips of one name (the same file loaded twice) are told apart by when they were loaded.
+    const when = names.indexOf(clip.name) !== names.lastIndexOf(clip.name)
+      ? `, loaded ${new Date(clip.created * 1000).toLocaleString()}` : '';
+    select.append(new Option(`${clip.name} (${clip.frames} frames${when})`, clip.id));
   }
   select.value = view.clip ? view.clip.id : '';
 }
@@ -554,6 +558,10 @@ $('cancel').addEventListener('click', guarded(async () => {
   render();
 }));
 $('reload').addEventListener('click', () => location.reload());
+$('download-mp4').addEventListener('click', () => {
+  say(`Making the overlay video of ${view.clip.frames} frames; the download starts when it is ready.`, true);
+});
+$('download-zip').addEventListener('click', () => say('Making the zip; the download starts when it is ready.', true));
 
 window.addEventListener('load', guarded(async () => {
   render();
