@@ -152,8 +152,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _file(self, path, content_type=None, download=None):
         content_type = content_type or mimetypes.guess_type(path)[0] or 'application/octet-stream'
         headers = [('Content-Disposition', content_disposition(download))] if download else []
-        self._start(200, content_type, os.path.getsize(path), headers)
-        with open(path, 'rb') as source:
+        with open(path, 'rb') as source:  # its size as opened: another request may replace the file meanwhile
+            self._start(200, content_type, os.fstat(source.fileno()).st_size, headers)
             shutil.copyfileobj(source, self.wfile)
 
     def _labels(self, labels):

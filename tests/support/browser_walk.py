@@ -37,7 +37,7 @@ VIEWPORT = {'width': 1280, 'height': 760}
 # What the app's pages may log: the refusal of the stale tab's edit; and, while the app is killed, the failed
 # polls of its run.
 EXPECTED_CONSOLE_ERRORS = ('the server responded with a status of 409 (Conflict)',)
-WHILE_KILLED = 'Failed to load resource: net::ERR_CONNECTION_'
+WHILE_KILLED = 'Failed to load resource: net::ERR_'
 
 # A page of another origin: it fetches a real clip from its own server, then sends the app an upload, a
 # propagation, a cancel and an annotation import (no-cors, with the browser's cookies), then submits a form
