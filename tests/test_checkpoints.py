@@ -92,7 +92,7 @@ def test_a_checkpoint_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_
     assert run_code(code, path, 1).returncode == 0
     result = run_code(code, path, 2, file_size_limit=100_000)  # the checkpoint needs about 400 kB
     assert result.stderr.strip().splitlines()[-1] == (
-        f'utils.errors.UserError: {path}: cannot write it (File too large); free disk space or make its folder '
+        f'utils.files.WriteError: {path}: cannot write it (File too large); free disk space or make its folder '
         f'writable, then run again')
     assert os.listdir(tmp_path) == ['final.pth'] and read_checkpoint(path)['epoch'] == 1
 

@@ -315,7 +315,7 @@ def test_an_mp4_cut_short_by_a_full_disk_is_deleted_with_one_line(tmp_path, enco
             '        writer.write(frame)')
     result = run_code(code, path, file_size_limit=20_000)  # the video takes about 38 kB
     assert result.stderr.strip().splitlines()[-1] == (
-        f'utils.errors.UserError: {path}: cannot write it ({reason}); free disk space or make its folder writable, '
+        f'utils.files.WriteError: {path}: cannot write it ({reason}); free disk space or make its folder writable, '
         f'then run again')
     assert os.listdir(path.parent) == []
     assert run_code(code, path).returncode == 0

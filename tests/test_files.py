@@ -63,7 +63,7 @@ def test_a_write_that_fails_names_its_file_and_leaves_nothing(tmp_path):
             'write_label_mask(sys.argv[1], np.random.RandomState(0).randint(0, 9, (200, 200)))')
     result = run_code(code, path, file_size_limit=4096)
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line == (f'utils.errors.UserError: {path}: cannot write it (File too large); free disk space or '
+    assert last_line == (f'utils.files.WriteError: {path}: cannot write it (File too large); free disk space or '
                          f'make its folder writable, then run again')
     assert os.listdir(path.parent) == []
     assert run_code(code, path).returncode == 0 and os.listdir(path.parent) == ['00000.png']  # without the limit
