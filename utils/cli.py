@@ -82,13 +82,14 @@ def quiet_interrupts(kept='nothing was done'):
 
 def run_command(body, kept):
     """Run a script's body() under sigterm_interrupts and return its exit status: body()'s (0 when None);
-    2 after a UserError, printed as one 'error:' line; 130 after Ctrl-C or SIGTERM, saying what is `kept`
-    (or, for an Interrupted, what its message says)."""
+    2 after a UserError, printed as one 'error:' line (one for each line of its message); 130 after Ctrl-C or
+    SIGTERM, saying what is `kept` (or, for an Interrupted, what its message says)."""
     try:
         with sigterm_interrupts():
             return body() or 0
     except UserError as error:
-        print_line(f'error: {error}')
+        for line in str(error).splitlines():  # one line a problem (a list with several bad lines)
+            print_line(f'error: {line}')
         return 2
     except Interrupted as interruption:
         print_line(f'interrupted: {interruption}')

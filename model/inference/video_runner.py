@@ -58,6 +58,8 @@ class VideoReport:
     seconds: float = 0.0
     bank: list = field(default_factory=list)   # per object {'peak', 'removed'} as fractions of its budget
     class_budget: float = 0.0
+    objects: int = 0                             # objects segmented (channels besides the background)
+    written: list = field(default_factory=list)  # the names of the frames whose outputs were written
 
     def summary(self):
         peak = ' '.join(f'{b["peak"]:.2f}' for b in self.bank)
@@ -69,8 +71,11 @@ class VideoReport:
 def is_done(source, folders):
     """True when every output of the video exists (each was written atomically, so it is complete)."""
     names = source.output_names()
-    if names is None:
-        return False
+    return names is not None and outputs_exist(names, folders)
+
+
+def outputs_exist(names, folders):
+    """Whether the outputs of the frames `names` (and with overlays the overlay MP4) are all written."""
     paths = [folders.mask_path(name) for name in names]
     if folders.overlays is not None:
         paths.append(folders.overlay_video)
@@ -100,10 +105,12 @@ def segment_video(model, source, folders, options=DEFAULT_BANK_OPTIONS, update_b
                 continue
             labels = loop.label_map(output, size=item.original_size)
             writer.write_mask(folders.mask_path(item.name), labels)
+            report.written.append(item.name)
             if folders.overlays is not None:
                 small = labels if item.original_size in (None, tuple(item.frame.shape[-2:])) else loop.label_map(output)
                 writer.write_overlay(folders.overlay_path(item.name), tensor_to_rgb(item.frame), small, video)
     report.seconds = time.perf_counter() - start
+    report.objects = len(loop.label_values) - 1
     if loop.bank is not None:
         report.bank = loop.bank.report()
         report.class_budget = loop.bank.class_budget
