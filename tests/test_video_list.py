@@ -1,6 +1,8 @@
 """eval.py --videos LIST and --shard K/N: reading the list (CSV, comments, quoting, paths from the list's
-folder), its problems reported one line each before any model loads, the flags' refusals, and the shards a
-Slurm array task gets."""
+folder), its problems reported one line each before any model loads, the flags' refusals, a video failing
+mid-run, the record that tells a finished video, and the shards a Slurm array task gets."""
+import csv
+import json
 import os
 
 import pytest
@@ -8,7 +10,10 @@ import pytest
 import eval as eval_script
 from dataset.eval_sets import Sequence
 from dataset.frame_stream import VideoFile
+from dataset.list_run import VIDEO_RECORD, finished_record
 from dataset.video_list import read_video_list
+from model.inference.video_runner import OutputFolders
+from tests.conftest import run_script
 from tests.support.synth import moving_shapes, write_frame_folder
 from utils.errors import UserError
 from utils.masks import write_label_mask
@@ -159,3 +164,43 @@ def test_outside_an_array_there_is_no_shard_and_an_array_of_scattered_ids_is_ref
         shard_from_slurm(scattered)
     with pytest.raises(UserError, match='is not a range of task ids'):                  # ids from 1, MIN unknown
         shard_from_slurm({'SLURM_ARRAY_TASK_ID': '2', 'SLURM_ARRAY_TASK_COUNT': '2'})
+
+
+def test_a_video_that_fails_while_it_runs_is_reported_the_next_one_runs_and_the_run_fails_at_the_end(
+        tmp_path, recipe_checkpoint):
+    broken, _ = write_clip(tmp_path, 'broken', 1)
+    write_clip(tmp_path, 'fine', 2)
+    corrupt = os.path.join(broken, '00001.png')
+    with open(corrupt, 'wb') as f:
+        f.write(b'not a png')
+    listed = tmp_path / 'videos.csv'
+    listed.write_text('broken,broken.png\nfine,fine.png\n')
+    flags = ['--videos', listed, '--resume', recipe_checkpoint, '--device', 'cpu', '--workers', 0,
+             '--output', tmp_path / 'out']
+    result = run_script('eval.py', *flags, check=False)
+    assert result.returncode == 2
+    results = tmp_path / 'out' / 'AFB-URR_Video'
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+    assert errors[0].startswith(f'error: {corrupt}: cannot read frame image')
+    assert errors[1:] == [f'error: 1 of 2 videos failed (broken; the error lines above and '
+                          f'{results / "summary.csv"} say why); fix them and rerun the same command: finished '
+                          f'videos are skipped']
+    with open(results / 'summary.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [(row['video'], row['status'].split(':')[0]) for row in rows] == [('broken', 'failed'),
+                                                                             ('fine', 'written')]
+    assert rows[1]['frames'] == '2' and rows[1]['objects'] == '1' and float(rows[1]['seconds']) > 0
+    assert not (results / 'broken' / VIDEO_RECORD).exists() and (results / 'fine' / VIDEO_RECORD).exists()
+
+
+def test_a_video_counts_as_finished_only_with_its_record_and_every_mask_it_lists(tmp_path):
+    folders = OutputFolders(str(tmp_path / 'clip'))
+    assert finished_record(folders) is None
+    os.makedirs(folders.masks)
+    for name in ('00000', '00001'):
+        (tmp_path / 'clip' / f'{name}.png').write_bytes(b'a mask')
+    assert finished_record(folders) is None  # masks without a record: a killed run's
+    (tmp_path / 'clip' / VIDEO_RECORD).write_text(json.dumps({'frames': 2, 'written': ['00000', '00001']}))
+    assert finished_record(folders)['frames'] == 2
+    os.remove(tmp_path / 'clip' / '00001.png')
+    assert finished_record(folders) is None  # a mask deleted since: the video is run again
