@@ -25,7 +25,7 @@ import urllib.parse
 
 import huggingface_hub
 import torch
-from huggingface_hub.errors import CacheNotFound, HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError
+from huggingface_hub.errors import CacheNotFound, EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import httpx  # the client's HTTP module (httpx2 from huggingface_hub 2.0 on)
 
@@ -105,14 +105,14 @@ def _released_file(file_name):
     by_hand = f'{_by_hand(earlier)} (from {RELEASE_PAGE} or {ORIGINAL_DOWNLOAD_PAGE})'
     try:
         return _hub_file(file_name)
-    except RemoteEntryNotFoundError:  # the repository may hold it under another name, in a folder or an archive
-        where = f'{RELEASE_REPO} at {huggingface_hub.constants.ENDPOINT}'
-        return _released_elsewhere(file_name, _listed_repo_files(by_hand), where, earlier, by_hand)
     except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
         cached = _cached_repo_files()
         if any(_candidates(file_name, cached)):  # found under another name by an earlier run
             return _released_elsewhere(file_name, cached, 'the Hugging Face cache', earlier, by_hand)
         raise _unreachable(file_name, error, by_hand) from None
+    except EntryNotFoundError:  # the server has no such file (the cache's LocalEntryNotFoundError is caught above)
+        where = f'{RELEASE_REPO} at {huggingface_hub.constants.ENDPOINT}'
+        return _released_elsewhere(file_name, _listed_repo_files(by_hand), where, earlier, by_hand)
     except (HfHubHTTPError, OSError) as error:
         raise _download_failed(file_name, error, by_hand) from None
 
