@@ -96,21 +96,28 @@ def _released_file(file_name):
                         f'HF_ENDPOINT to its address (the part before /{RELEASE_REPO}), and unset {RETIRED_MIRROR_ENV}')
     by_hand = f'{_by_hand(earlier)} (from {RELEASE_PAGE} or {ORIGINAL_DOWNLOAD_PAGE})'
     cached = isinstance(huggingface_hub.try_to_load_from_cache(RELEASE_REPO, file_name), str)
+    path = hub_file(RELEASE_REPO, file_name, file_name, by_hand)
+    if not cached:
+        _keep_if_loadable(path, f'{huggingface_hub.constants.ENDPOINT}/{RELEASE_REPO}/{file_name}')
+    return path
+
+
+def hub_file(repo, file_name, shown, advice):
+    """The local path of `file_name` of the Hub repository `repo`: from the Hugging Face client's cache, else
+    downloaded into it, with the settings users give every model (HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE,
+    HF_ENDPOINT). When it can be had neither way, one UserError naming it as `shown`, why, and `advice`."""
     try:
-        path = huggingface_hub.hf_hub_download(repo_id=RELEASE_REPO, filename=file_name)
+        return huggingface_hub.hf_hub_download(repo_id=repo, filename=file_name)
     except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
         if huggingface_hub.constants.HF_HUB_OFFLINE:
             reason = 'HF_HUB_OFFLINE is set'
         else:
             reason = f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error.__cause__ or error)}'
-        raise UserError(f'{file_name}: not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) '
-                        f'and not downloaded ({reason}); {by_hand}') from None
+        raise UserError(f'{shown}: not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) '
+                        f'and not downloaded ({reason}); {advice}') from None
     except (HfHubHTTPError, OSError) as error:
-        raise UserError(f'{file_name}: download from {huggingface_hub.constants.ENDPOINT} failed '
-                        f'({_brief(error)}); {by_hand}') from None
-    if not cached:
-        _keep_if_loadable(path, f'{huggingface_hub.constants.ENDPOINT}/{RELEASE_REPO}/{file_name}')
-    return path
+        raise UserError(f'{shown}: download from {huggingface_hub.constants.ENDPOINT} failed '
+                        f'({_brief(error)}); {advice}') from None
 
 
 def _keep_if_loadable(path, source):
