@@ -18,6 +18,8 @@ from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
 with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
     from dataset import scoring
     from dataset.eval_sets import open_video
+    from dataset.exports import (EXPORT_KINDS, OUTPUTS, export_kinds_problem, missing_kinds, parse_export_kinds,
+                                 segmented_clip, write_exports)
     from dataset.layouts import dataset_input_folders
     from dataset.levels import LEVELS, VIDEO_MODEL_NAME
     from model.inference.options import (DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, BankOptions, bank_option_problem,
@@ -33,6 +35,14 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from utils.files import make_writable_folder
     from utils.names import path_inside, plain_name_problem, refuse_inside
     from utils.run_record import check_run_record, file_digest, results_besides, write_run_record
+
+
+# The results folder holds the palette PNGs: --export offers the other kinds.
+EXPORTS = tuple(kind for kind in EXPORT_KINDS if kind != 'palette')
+EXPORT_HELP = ('also write each video\'s exports in OUTPUT/export/<model name>/<video>/: objects (objects/<label>/: '
+               'a black-and-white PNG per object and frame), rgba (rgba/<label>/: the frames with each object\'s '
+               'alpha, for video editors), coco (coco.json: one RLE segmentation per object per frame), mp4 '
+               '(overlay.mp4 at the video\'s frame rate); a rerun writes the kinds missing for videos already done')
 
 
 def _bank_flag(name, convert):
@@ -74,6 +84,8 @@ def parse_args(argv=None):
     added.add_argument('--video', help='a video file (MP4/AVI/MOV) or a folder of frames to segment')
     added.add_argument('--mask', help="with --video: the first frame's label mask (palette or grey-level PNG)")
     added.add_argument('--size', type=checked(int, size_flag_problem), help=f'with --video: {SIZE_FLAG_HELP}')
+    added.add_argument('--export', metavar='KIND[,KIND...]', help=EXPORT_HELP,
+                       type=checked(parse_export_kinds, partial(export_kinds_problem, choices=EXPORTS)))
     args = parser.parse_args(argv)
     if args.video is None and args.level is None:
         parser.error('one of --level or --video is required')
@@ -92,6 +104,8 @@ def parse_args(argv=None):
         parser.error(f'--sequences {args.sequences!r}: names no video; give comma-separated video names')
     if args.score_only and not args.results:
         parser.error('--score-only needs --results, the folder to score')
+    if args.score_only and args.export:
+        parser.error('--export: --score-only writes no results to export; drop --score-only')
     return args
 
 
@@ -113,6 +127,10 @@ def overlay_root(args):
     return os.path.join(args.output, 'overlay', model_name(args))
 
 
+def export_root(args):
+    return os.path.join(args.output, 'export', model_name(args))
+
+
 def output_folders(args, video_name):
     """OUTPUT/<model name>/<video>/ for the masks, OUTPUT/overlay/<model name>/<video>/ (and .mp4) with --viz."""
     overlays = path_inside(overlay_root(args), video_name) if args.viz else None
@@ -128,9 +146,10 @@ def input_folders(args):
 
 
 def check_output_roots(args):
-    """Refuse results inside the inputs; create the results folder (and with --viz the overlay folder)
-    and prove them writable."""
-    roots = [results_root(args)] + ([overlay_root(args)] if args.viz else [])
+    """Refuse results inside the inputs; create the results folder (and with --viz the overlay folder, with
+    --export the export folder) and prove them writable."""
+    roots = ([results_root(args)] + ([overlay_root(args)] if args.viz else [])
+             + ([export_root(args)] if args.export else []))
     for root in roots:
         refuse_inside(root, input_folders(args), 'choose an --output outside the dataset')
     for root in roots:
@@ -190,6 +209,15 @@ def score(args, sequences, results_dir, process):
         print('wrote ' + ' and '.join(csv_paths))
 
 
+def export(args, source, folders, segmented=True, frame_count=None):
+    """Write the --export kinds of a video: all of them when it was just segmented, else those missing."""
+    folder = path_inside(export_root(args), source.name)
+    kinds = args.export if segmented else missing_kinds(folder, args.export)
+    if kinds:
+        write_exports(folder, kinds, segmented_clip(source, folders.masks, frame_count))
+        print(f'{source.name}: exported {", ".join(OUTPUTS[kind] for kind in kinds)} in {folder}')
+
+
 def run_dataset(args, sequences, model, process):
     level, options = LEVELS[args.level], bank_options(args)
     frames = seconds = 0
@@ -197,10 +225,14 @@ def run_dataset(args, sequences, model, process):
         folders = output_folders(args, sequence.name)
         if not args.overwrite and is_done(sequence, folders):
             print(f'{sequence.name}: outputs already written, skipped (--overwrite redoes it)')
+            if args.export:
+                export(args, sequence, folders, segmented=False)
             continue
         report = segment_video(model, sequence, folders, options, level.update_before(sequence), args.workers,
                                precision=args.precision)
         print(report.summary())
+        if args.export:
+            export(args, sequence, folders)
         frames, seconds = frames + report.frames, seconds + report.seconds
     if frames:
         print(f'total: {frames} frames in {seconds:.1f} s, {frames / seconds:.2f} fps')
@@ -213,6 +245,8 @@ def run_video(args, source, model):
     report = segment_video(model, source, folders, bank_options(args), workers=args.workers,
                            precision=args.precision)
     print(report.summary())
+    if args.export:
+        export(args, source, folders, frame_count=report.frames)
     print(f'masks in {folders.masks}' + (f', overlay video {folders.overlay_video}' if folders.overlays else ''))
 
 

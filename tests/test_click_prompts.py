@@ -76,6 +76,8 @@ def test_grabcut_takes_the_box_then_a_negative_click_removes_what_is_not_the_obj
     assert iou(box_mask(image, (30, 30, 120, 90)), red | green) >= 0.95  # the box holds both squares
     refined = prompt_mask(image, Prompt(box=(30, 30, 120, 90), clicks=(Click(95, 60, False),)))
     assert iou(refined, red) >= 0.95
+    far_off = prompt_mask(image, Prompt(box=(30, 30, 120, 90), clicks=(Click(95, 60, False), Click(2, 2, False))))
+    np.testing.assert_array_equal(far_off, refined)  # a negative click outside the crop changes nothing
 
 
 def test_grabcut_grows_the_object_from_positive_clicks_without_a_box(squares):

@@ -78,39 +78,47 @@ def _similar_region(smooth, disc, centre):
     return (components == components[centre[1], centre[0]]) & near
 
 
+def _seed_labels(work, prompt, box, region, scale):
+    """GrabCut's starting label of each pixel of the work image (the crop `region` scaled by `scale` (x, y))."""
+    rx0, ry0, rx1, ry1 = region
+    height, width = work.shape[:2]
+    sx, sy = scale
+    if box is None:
+        labels = np.full((height, width), cv2.GC_PR_BGD, np.uint8)
+    else:
+        labels = np.full((height, width), cv2.GC_BGD, np.uint8)
+        labels[math.floor((box[1] - ry0) * sy):math.ceil((box[3] - ry0) * sy),
+               math.floor((box[0] - rx0) * sx):math.ceil((box[2] - rx0) * sx)] = cv2.GC_PR_FGD
+    for strokes, label in ((prompt.object_strokes, cv2.GC_FGD), (prompt.background_strokes, cv2.GC_BGD)):
+        if strokes is not None:
+            labels[_scaled_strokes(strokes[ry0:ry1, rx0:rx1], (width, height))] = label
+    clicks = [click for click in prompt.clicks if rx0 <= click.x < rx1 and ry0 <= click.y < ry1]
+    smooth = cv2.GaussianBlur(work, (5, 5), 0).astype(np.float32) if clicks else None
+    for click in clicks:
+        centre = (min(width - 1, int((click.x - rx0 + 0.5) * sx)), min(height - 1, int((click.y - ry0 + 0.5) * sy)))
+        disc = np.zeros((height, width), np.uint8)
+        cv2.circle(disc, centre, SEED_RADIUS, 1, -1)
+        disc = disc.astype(bool)
+        maybe, sure = (cv2.GC_PR_FGD, cv2.GC_FGD) if click.on_object else (cv2.GC_PR_BGD, cv2.GC_BGD)
+        undecided = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD)
+        labels[_similar_region(smooth, disc, centre) & undecided] = maybe
+        labels[disc] = sure
+    return labels
+
+
 def prompt_mask(image_rgb, prompt):
     """bool (H, W): GrabCut's answer to `prompt` (webapp.prompts) on `image_rgb` (H, W, 3)."""
     image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
     height, width = image.shape[:2]
     prompt = checked_prompt(prompt, (height, width))
     box = _object_box(prompt)
-    rx0, ry0, rx1, ry1 = _work_region(box, height, width)
+    region = rx0, ry0, rx1, ry1 = _work_region(box, height, width)
     crop_w, crop_h = rx1 - rx0, ry1 - ry0
-    scale = min(1.0, math.sqrt(WORK_PIXELS / (crop_w * crop_h)))
-    size = (max(1, round(crop_w * scale)), max(1, round(crop_h * scale)))  # (w, h) of the work image
+    shrink = min(1.0, math.sqrt(WORK_PIXELS / (crop_w * crop_h)))
+    size = (max(1, round(crop_w * shrink)), max(1, round(crop_h * shrink)))  # (w, h) of the work image
     crop = image[ry0:ry1, rx0:rx1]
-    work = crop if scale == 1 else cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-    sx, sy = size[0] / crop_w, size[1] / crop_h
-
-    if box is None:
-        labels = np.full(size[::-1], cv2.GC_PR_BGD, np.uint8)
-    else:
-        labels = np.full(size[::-1], cv2.GC_BGD, np.uint8)
-        bx0, by0 = math.floor((box[0] - rx0) * sx), math.floor((box[1] - ry0) * sy)
-        bx1, by1 = math.ceil((box[2] - rx0) * sx), math.ceil((box[3] - ry0) * sy)
-        labels[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
-    for strokes, label in ((prompt.object_strokes, cv2.GC_FGD), (prompt.background_strokes, cv2.GC_BGD)):
-        if strokes is not None:
-            labels[_scaled_strokes(strokes[ry0:ry1, rx0:rx1], size)] = label
-    smooth = cv2.GaussianBlur(work, (5, 5), 0).astype(np.float32) if prompt.clicks else None
-    for click in prompt.clicks:
-        centre = (min(size[0] - 1, int((click.x - rx0 + 0.5) * sx)), min(size[1] - 1, int((click.y - ry0 + 0.5) * sy)))
-        disc = np.zeros_like(labels)
-        cv2.circle(disc, centre, SEED_RADIUS, 1, -1)
-        similar = _similar_region(smooth, disc.astype(bool), centre)
-        maybe, sure = (cv2.GC_PR_FGD, cv2.GC_FGD) if click.on_object else (cv2.GC_PR_BGD, cv2.GC_BGD)
-        labels[similar & ((labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD))] = maybe
-        labels[disc.astype(bool)] = sure
+    work = crop if shrink == 1 else cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    labels = _seed_labels(work, prompt, box, region, (size[0] / crop_w, size[1] / crop_h))
 
     is_object = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     if is_object.any() and not is_object.all():  # GrabCut models both: it needs pixels of each to start
@@ -119,7 +127,7 @@ def prompt_mask(image_rgb, prompt):
         cv2.grabCut(cv2.cvtColor(work, cv2.COLOR_RGB2BGR), labels, None, background, foreground, ITERATIONS,
                     cv2.GC_INIT_WITH_MASK)
         is_object = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    if scale < 1:
+    if shrink < 1:
         is_object = cv2.resize(is_object.astype(np.float32), (crop_w, crop_h), interpolation=cv2.INTER_LINEAR) >= 0.5
     mask = np.zeros((height, width), bool)
     mask[ry0:ry1, rx0:rx1] = is_object
