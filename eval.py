@@ -19,6 +19,8 @@ from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
 with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
     from dataset import scoring
     from dataset.eval_sets import open_video
+    from dataset.exports import (EXPORT_KINDS, OUTPUTS, export_kinds_problem, missing_kinds, parse_export_kinds,
+                                 segmented_clip, write_exports)
     from dataset.layouts import dataset_input_folders
     from dataset.levels import LEVELS, VIDEO_MODEL_NAME
     from dataset.list_run import run_videos, summary_name, write_summary
@@ -38,6 +40,14 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from utils.names import path_inside, plain_name_problem, refuse_inside
     from utils.run_record import check_run_record, file_digest, results_besides, write_run_record
     from utils.shards import parse_shard, process_share, shard_from_slurm, shard_problem
+
+
+# The results folder holds the palette PNGs: --export offers the other kinds.
+EXPORTS = tuple(kind for kind in EXPORT_KINDS if kind != 'palette')
+EXPORT_HELP = ('also write each video\'s exports in OUTPUT/export/<model name>/<video>/: objects (objects/<label>/: '
+               'a black-and-white PNG per object and frame), rgba (rgba/<label>/: the frames with each object\'s '
+               'alpha, for video editors), coco (coco.json: one RLE segmentation per object per frame), mp4 '
+               '(overlay.mp4 at the video\'s frame rate); a rerun writes the kinds missing for videos already done')
 
 
 def _bank_flag(name, convert):
@@ -87,6 +97,8 @@ def parse_args(argv=None):
                        help='run only shard K of N (from 1) of the videos of --videos or --level: every N-th video '
                             'from the K-th, as independent processes or jobs; inside a Slurm job array the task\'s '
                             'place in the array chooses it (--shard 1/1 runs every video)')
+    added.add_argument('--export', metavar='KIND[,KIND...]', help=EXPORT_HELP,
+                       type=checked(parse_export_kinds, partial(export_kinds_problem, choices=EXPORTS)))
     args = parser.parse_args(argv)
     own = own_videos(args)
     if args.video is not None and args.videos is not None:
@@ -120,6 +132,8 @@ def parse_args(argv=None):
         parser.error(f'--sequences {args.sequences!r}: names no video; give comma-separated video names')
     if args.score_only and not args.results:
         parser.error('--score-only needs --results, the folder to score')
+    if args.score_only and args.export:
+        parser.error('--export: --score-only writes no results to export; drop --score-only')
     return args
 
 
@@ -146,6 +160,10 @@ def overlay_root(args):
     return os.path.join(args.output, 'overlay', model_name(args))
 
 
+def export_root(args):
+    return os.path.join(args.output, 'export', model_name(args))
+
+
 def output_folders(args, video_name):
     """OUTPUT/<model name>/<video>/ for the masks, OUTPUT/overlay/<model name>/<video>/ (and .mp4) with --viz."""
     overlays = path_inside(overlay_root(args), video_name) if args.viz else None
@@ -163,9 +181,10 @@ def input_folders(args, source):
 
 
 def check_output_roots(args, source):
-    """Refuse results inside the inputs; create the results folder (and with --viz the overlay folder)
-    and prove them writable."""
-    roots = [results_root(args)] + ([overlay_root(args)] if args.viz else [])
+    """Refuse results inside the inputs; create the results folder (and with --viz the overlay folder, with
+    --export the export folder) and prove them writable."""
+    roots = ([results_root(args)] + ([overlay_root(args)] if args.viz else [])
+             + ([export_root(args)] if args.export else []))
     for root in roots:
         refuse_inside(root, input_folders(args, source), 'choose an --output outside the dataset')
     for root in roots:
@@ -235,6 +254,15 @@ def chosen_shard(args):
     return shard_from_slurm(os.environ) or (None, None)
 
 
+def export(args, source, folders, segmented=True, frame_count=None):
+    """Write the --export kinds of a video: all of them when it was just segmented, else those missing."""
+    folder = path_inside(export_root(args), source.name)
+    kinds = args.export if segmented else missing_kinds(folder, args.export)
+    if kinds:
+        write_exports(folder, kinds, segmented_clip(source, folders.masks, frame_count))
+        print(f'{source.name}: exported {", ".join(OUTPUTS[kind] for kind in kinds)} in {folder}')
+
+
 def run_dataset(args, sequences, model, process, shard):
     level, options = LEVELS[args.level], bank_options(args)
     frames = seconds = 0
@@ -242,10 +270,14 @@ def run_dataset(args, sequences, model, process, shard):
         folders = output_folders(args, sequence.name)
         if not args.overwrite and is_done(sequence, folders):
             print(f'{sequence.name}: outputs already written, skipped (--overwrite redoes it)')
+            if args.export:
+                export(args, sequence, folders, segmented=False)
             continue
         report = segment_video(model, sequence, folders, options, level.update_before(sequence), args.workers,
                                precision=args.precision)
         print(report.summary())
+        if args.export:
+            export(args, sequence, folders)
         frames, seconds = frames + report.frames, seconds + report.seconds
     if frames:
         print(f'total: {frames} frames in {seconds:.1f} s, {frames / seconds:.2f} fps')
@@ -258,6 +290,8 @@ def run_video(args, source, model):
     report = segment_video(model, source, folders, bank_options(args), workers=args.workers,
                            precision=args.precision)
     print(report.summary())
+    if args.export:
+        export(args, source, folders, frame_count=report.frames)
     print(f'masks in {folders.masks}' + (f', overlay video {folders.overlay_video}' if folders.overlays else ''))
 
 
@@ -265,7 +299,8 @@ def run_video_list(args, sources, model, process, shard):
     """The --videos of this process, then the summary of the shard's (or every) video, written by the main
     process; a video that failed makes the run fail at the end."""
     rows = run_videos(process_share(sources, shard, process.rank, process.world_size), model,
-                      partial(output_folders, args), bank_options(args), args.workers, args.precision, args.overwrite)
+                      partial(output_folders, args), bank_options(args), args.workers, args.precision, args.overwrite,
+                      partial(export, args) if args.export else None)
     position = {source.name: index for index, source in enumerate(sources)}
     rows = sorted((row for rows_of_one in gather_from_all(rows) for row in rows_of_one),
                   key=lambda row: position[row.video])

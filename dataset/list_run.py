@@ -61,9 +61,11 @@ def _write_record(folders, report):
             json.dump(record, f)
 
 
-def run_videos(sources, model, folders_of, options, workers=2, precision=DEFAULT_PRECISION, overwrite=False):
+def run_videos(sources, model, folders_of, options, workers=2, precision=DEFAULT_PRECISION, overwrite=False,
+               after=None):
     """Segment each source (segment_video with these settings) into `folders_of(name)`, skipping those finished
-    before (unless `overwrite`); returns a SummaryRow per source, in their order."""
+    before (unless `overwrite`); returns a SummaryRow per source, in their order. `after(source, folders,
+    segmented, frames)`, when given, runs after each video written (segmented True) or skipped (False)."""
     rows = []
     for source in sources:
         folders = folders_of(source.name)
@@ -72,6 +74,8 @@ def run_videos(sources, model, folders_of, options, workers=2, precision=DEFAULT
             print(f'{source.name}: outputs already written, skipped (--overwrite redoes it)')
             rows.append(SummaryRow(source.name, record.get('frames'), record.get('objects'), record.get('seconds'),
                                    ALREADY_WRITTEN))
+            if after is not None:
+                after(source, folders, False, record.get('frames'))
             continue
         try:
             report = segment_video(model, source, folders, options, workers=workers, precision=precision)
@@ -82,6 +86,8 @@ def run_videos(sources, model, folders_of, options, workers=2, precision=DEFAULT
         _write_record(folders, report)
         print(report.summary())
         rows.append(SummaryRow(source.name, report.frames, report.objects, round(report.seconds, 3)))
+        if after is not None:
+            after(source, folders, True, report.frames)
     return rows
 
 

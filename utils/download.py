@@ -117,42 +117,48 @@ def _released_file(file_name):
         raise _download_failed(file_name, error, by_hand) from None
 
 
-def _hub_file(path_in_repo, check=True):
+def _hub_file(path_in_repo, check=True, by_hand=None):
     """The client's copy of `path_in_repo` of the release repository (downloaded into its cache when needed);
-    a new download is read as a checkpoint at once (`check`). The client's errors propagate."""
+    a new download is read as a checkpoint at once (`check`). The client's errors propagate, or with `by_hand`
+    become one line each that ends with it."""
     cached = isinstance(huggingface_hub.try_to_load_from_cache(RELEASE_REPO, path_in_repo), str)
-    path = huggingface_hub.hf_hub_download(repo_id=RELEASE_REPO, filename=path_in_repo)
+    if by_hand is None:
+        path = huggingface_hub.hf_hub_download(repo_id=RELEASE_REPO, filename=path_in_repo)
+    else:
+        path = hub_file(RELEASE_REPO, path_in_repo, path_in_repo, by_hand)
     if check and not cached:
         _keep_if_loadable(path, _hub_source(path_in_repo))
     return path
 
 
-def _fetched(path_in_repo, by_hand, check=True):
-    """_hub_file, its failures as one line each."""
+def hub_file(repo, file_name, shown, advice):
+    """The local path of `file_name` of the Hub repository `repo`: from the Hugging Face client's cache, else
+    downloaded into it, with the settings users give every model (HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE,
+    HF_ENDPOINT). When it can be had neither way, one UserError naming it as `shown`, why, and `advice`."""
     try:
-        return _hub_file(path_in_repo, check)
-    except LocalEntryNotFoundError as error:
-        raise _unreachable(path_in_repo, error, by_hand) from None
+        return huggingface_hub.hf_hub_download(repo_id=repo, filename=file_name)
+    except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
+        raise _unreachable(shown, error, advice) from None
     except (HfHubHTTPError, OSError) as error:
-        raise _download_failed(path_in_repo, error, by_hand) from None
+        raise _download_failed(shown, error, advice) from None
 
 
 def _hub_source(path_in_repo):
     return f'{huggingface_hub.constants.ENDPOINT}/{RELEASE_REPO}/{path_in_repo}'
 
 
-def _unreachable(path_in_repo, error, by_hand):
+def _unreachable(shown, error, advice):
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         reason = 'HF_HUB_OFFLINE is set'
     else:
         reason = f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error.__cause__ or error)}'
-    return UserError(f'{path_in_repo}: not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) '
-                     f'and not downloaded ({reason}); {by_hand}')
+    return UserError(f'{shown}: not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) '
+                     f'and not downloaded ({reason}); {advice}')
 
 
-def _download_failed(path_in_repo, error, by_hand):
-    return UserError(f'{path_in_repo}: download from {huggingface_hub.constants.ENDPOINT} failed '
-                     f'({_brief(error)}); {by_hand}')
+def _download_failed(shown, error, advice):
+    return UserError(f'{shown}: download from {huggingface_hub.constants.ENDPOINT} failed '
+                     f'({_brief(error)}); {advice}')
 
 
 def _listed_repo_files(by_hand):
@@ -196,10 +202,10 @@ def _released_elsewhere(file_name, repo_files, where, target, by_hand):
     if files:
         found = _only(files, file_name, where, by_hand)
         print_line(f'{file_name}: not in {where}; taking {_shown(found)} from it')
-        return _fetched(found, by_hand)
+        return _hub_file(found, by_hand=by_hand)
     for archive in archives:
         print_line(f'{file_name}: not in {where}; looking for it in {_shown(archive)}')
-        path = _fetched(archive, by_hand, check=False)
+        path = _hub_file(archive, check=False, by_hand=by_hand)
         source = _hub_source(archive)
         with _dropped_if_damaged(path, by_hand):
             members = [name for name in regular_members(path, source) if file_kind(name) == 'checkpoint']

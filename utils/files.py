@@ -8,6 +8,7 @@ those of a killed writer (removed) from those of a running one (kept).
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 
 from utils.errors import UserError
@@ -67,6 +68,40 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         if isinstance(error, OSError) and error.filename in (None, tmp, path):
+            raise write_error(path, error) from None
+        raise
+
+
+def _temporary_folder_beside(path):
+    """A new empty folder beside `path`, named as temporary files are (remove_stale_temporaries removes it when its
+    writer no longer runs)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix='.tmp', dir=folder)
+    except OSError as error:
+        raise write_error(path, error) from None
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a new temporary folder beside folder `path`; on success it takes the name `path`, replacing a folder
+    there (renamed away first, then removed), so readers see the old folder or the whole new one, never a part.
+    On error the temporary folder is removed and an OSError about it becomes a UserError naming `path`."""
+    path = os.path.abspath(path)
+    tmp = _temporary_folder_beside(path)
+    try:
+        yield tmp
+        old = None
+        if os.path.lexists(path):
+            old = _temporary_folder_beside(path)
+            os.replace(path, old)  # onto the empty folder just made: a name a killed run's cleanup knows
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError) and (error.filename is None or error.filename.startswith((tmp, path))):
             raise write_error(path, error) from None
         raise
 
@@ -131,5 +166,9 @@ def remove_stale_temporaries(folder, target=None):
             continue
         if _is_running(int(match['pid'])):
             continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):  # a folder written whole (atomic_folder)
+            shutil.rmtree(path, ignore_errors=True)
+            continue
         with contextlib.suppress(FileNotFoundError):  # another run may have removed it first
-            os.remove(os.path.join(folder, name))
+            os.remove(path)
