@@ -22,7 +22,7 @@ from model.inference.propagation import Propagation
 from utils.async_writer import AsyncWriter
 from utils.files import remove_stale_temporaries
 from utils.images import tensor_to_rgb
-from utils.names import path_inside
+from utils.names import fitted_name, path_inside
 from utils.video_writer import Mp4Writer
 
 
@@ -34,7 +34,9 @@ class OutputFolders:
 
     @property
     def overlay_video(self):
-        return self.overlays.rstrip(os.sep) + '.mp4'
+        """OVERLAYS.mp4 beside the overlays folder; a folder name of 252 bytes or more is fitted (a hash ends it)."""
+        folder, name = os.path.split(self.overlays.rstrip(os.sep))
+        return os.path.join(folder, fitted_name(name + '.mp4'))
 
     def mask_path(self, frame_name):
         return path_inside(self.masks, frame_name + '.png')
