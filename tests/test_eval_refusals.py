@@ -28,7 +28,7 @@ from tests.support.synth import moving_shapes, write_davis, write_long_video
 from tests.test_bad_input import davis, eval_flags, one_error_line  # noqa: F401 (davis: a fixture)
 from utils.errors import UserError
 from utils.images import MAX_IMAGE_PIXELS, natural_sorted, rgb_to_tensor
-from utils.masks import write_label_mask
+from utils.masks import label_mask_image, write_label_mask
 
 
 def tree(folder):
@@ -180,6 +180,19 @@ def test_a_jpeg_mask_is_refused_with_advice(tmp_path, capsys):
     assert one_error_line(capsys) == (
         f'error: {tmp_path / "first.jpg"}: mask saved as JPEG, whose lossy compression changes label values '
         f'(a 0/255 mask becomes dozens of labels); save the label mask as PNG')
+
+
+def test_a_gif_mask_is_refused_with_advice_as_its_labels_are_renumbered(tmp_path, capsys):
+    _frame_folder(tmp_path / 'clip', ['00000', '00001'])
+    labels = np.zeros((32, 48), np.uint8)
+    labels[4:12, 4:12], labels[16:28, 20:40] = 3, 7
+    label_mask_image(labels).save(tmp_path / 'first.gif')  # Pillow's GIF writer stores labels 3 and 7 as 1 and 2
+    assert eval_script.main(['--video', str(tmp_path / 'clip'), '--mask', str(tmp_path / 'first.gif'),
+                             '--resume', 'missing.pth', '--output', str(tmp_path / 'out')]) == 2
+    assert one_error_line(capsys) == (
+        f'error: {tmp_path / "first.gif"}: mask saved as GIF, whose writers renumber the labels to the colours used '
+        f'(labels 3 and 7 become 1 and 2); save the label mask as PNG')
+    assert not (tmp_path / 'out').exists()
 
 
 def _png_claiming(path, width, height):
