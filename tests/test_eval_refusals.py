@@ -7,10 +7,8 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from dataset.scoring import annotation_frame_names
 from dataset.training import DAVISTrain, load_pair
 from tests.conftest import REPO, run_script
 from tests.support.recipe import write_recipe_checkpoint
-from tests.support.synth import moving_shapes, write_davis, write_long_video
+from tests.support.synth import moving_shapes, write_davis, write_long_video, write_png_claiming
 from tests.test_bad_input import davis, eval_flags, one_error_line  # noqa: F401 (davis: a fixture)
 from utils.errors import UserError
 from utils.images import MAX_IMAGE_PIXELS, natural_sorted, rgb_to_tensor
@@ -195,20 +193,6 @@ def test_a_gif_mask_is_refused_with_advice_as_its_labels_are_renumbered(tmp_path
     assert not (tmp_path / 'out').exists()
 
 
-def _png_claiming(path, width, height):
-    """A grey PNG whose header claims width x height and whose data is one row: only a reader that decodes
-    before checking the size would get to the missing data."""
-    small = path.with_suffix('.small.png')
-    Image.fromarray(np.zeros((1, 8), np.uint8)).save(small)
-    data = bytearray(small.read_bytes())
-    small.unlink()
-    assert data[12:16] == b'IHDR'
-    data[16:24] = struct.pack('>II', width, height)
-    data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))
-    path.write_bytes(bytes(data))
-    return path
-
-
 @pytest.mark.parametrize('width, height, size', [
     (30000, 30000, f'over {Image.MAX_IMAGE_PIXELS} pixels'),   # Pillow's DecompressionBombError
     (12000, 12000, f'over {Image.MAX_IMAGE_PIXELS} pixels'),   # Pillow's warning, then 1.26 GB decoded
@@ -216,7 +200,7 @@ def _png_claiming(path, width, height):
 ])
 def test_a_huge_mask_is_refused_from_its_header(tmp_path, capsys, recwarn, width, height, size):
     _frame_folder(tmp_path / 'clip', ['00000', '00001'])
-    mask = _png_claiming(tmp_path / 'huge.png', width, height)
+    mask = write_png_claiming(tmp_path / 'huge.png', width, height)
     assert eval_script.main(['--video', str(tmp_path / 'clip'), '--mask', str(mask),
                              '--resume', 'missing.pth', '--output', str(tmp_path / 'out')]) == 2
     assert one_error_line(capsys) == (f'error: {mask}: mask file too large ({size}); images up to '
@@ -226,7 +210,7 @@ def test_a_huge_mask_is_refused_from_its_header(tmp_path, capsys, recwarn, width
 
 def test_a_huge_frame_is_refused_from_its_header(tmp_path):
     _, masks = _frame_folder(tmp_path / 'clip', ['00000'])
-    _png_claiming(tmp_path / 'clip' / '00001.png', 30000, 30000)
+    write_png_claiming(tmp_path / 'clip' / '00001.png', 30000, 30000)
     write_label_mask(tmp_path / 'first.png', masks[0])
     sequence = open_video(str(tmp_path / 'clip'), str(tmp_path / 'first.png'))
     with pytest.raises(UserError, match=r'00001.png: frame image too large \(over'):
