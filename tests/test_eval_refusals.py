@@ -255,15 +255,16 @@ from tests.support.recipe import write_recipe_checkpoint
 from tests.support.synth import moving_shapes
 from utils.masks import write_label_mask
 
-folder, pretend_enough = sys.argv[1], sys.argv[2] == 'pretend'
+folder, mode = sys.argv[1], sys.argv[2]
 frames, masks = moving_shapes(0, 8, 256, 320, 1)   # 0.98 MB a decoded frame: a 1 MB /dev/shm holds one
 for t, frame in enumerate(frames):
     Image.fromarray(frame).save(f'{folder}/clip/{t:05d}.png')
 write_label_mask(f'{folder}/first.png', masks[0])
-if pretend_enough:   # as when another process fills /dev/shm after the check: the workers lose frames
+if mode == 'pretend':   # as when another process fills /dev/shm after the check: the workers lose frames
     frame_stream._shared_memory_problem = lambda *args: None
     frame_stream.WORKER_TIMEOUT_S = 5
-sequence = open_video(f'{folder}/clip', f'{folder}/first.png')
+# 'working': at the working size 64 (64x80, 61 kB a frame) the workers' frames fit
+sequence = open_video(f'{folder}/clip', f'{folder}/first.png', 64 if mode == 'working' else None)
 items = list(frame_stream.stream_frames(sequence, workers=2))
 assert [item.index for item in items] == list(range(8))
 assert all(torch.equal(item.frame, frame_stream.load_frame_item(sequence, item.index).frame) for item in items)
@@ -291,6 +292,12 @@ def test_too_little_shared_memory_is_found_first_and_frames_decode_in_process(tm
         'warning: 10 MB of shared memory (/dev/shm) could not be allocated for the frames that 2 decoding workers '
         'read ahead; decoding in the main process instead (slower): in Docker give the container more with '
         '--shm-size=1g (its default is 64 MB), or pass --workers 0 to decode in the main process from the start']
+
+
+def test_the_shared_memory_needed_is_that_of_frames_at_the_working_size(tmp_path):
+    (tmp_path / 'clip').mkdir()
+    result = _run_with_small_shm(str(tmp_path), 'working')
+    assert (result.returncode, result.stdout, result.stderr) == (0, 'frames ok\n', '')
 
 
 def test_workers_that_lose_frames_are_replaced_by_decoding_in_process(tmp_path):
