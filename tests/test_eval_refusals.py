@@ -46,6 +46,20 @@ def test_a_prefix_that_is_not_one_plain_name_is_refused_at_parsing(davis, tmp_pa
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.parametrize('prefix, shown, problem', [
+    ('   ', '   ', 'it is only white space'),
+    ('run\n2', "'run\\n2'", 'it holds a line break or another control character'),
+    ('a\tb', "'a\\tb'", 'it holds a line break or another control character'),
+])
+def test_a_prefix_of_white_space_or_with_a_line_break_is_refused_on_one_line(davis, tmp_path, capsys, prefix, shown,
+                                                                             problem):
+    with pytest.raises(SystemExit) as exit_status:
+        eval_script.main([*eval_flags(davis, tmp_path / 'out'), '--prefix', prefix])
+    assert exit_status.value.code == 2
+    assert f'argument --prefix: {shown}: not a plain name ({problem});' in one_error_line(capsys)
+    assert not (tmp_path / 'out').exists()
+
+
 @pytest.mark.parametrize('inside', [('Annotations',), ('Annotations', '480p', 'seq0'), ('JPEGImages', '480p')])
 def test_a_results_folder_inside_the_dataset_inputs_is_refused(davis, capsys, inside):
     before = tree(davis / 'DAVIS')

@@ -30,7 +30,7 @@ def checked(convert, problem):
         value = convert(text)
         why = problem(value)
         if why is not None:
-            raise argparse.ArgumentTypeError(f'{text}: {why}')
+            raise argparse.ArgumentTypeError(f'{text if text.isprintable() else repr(text)}: {why}')  # on one line
         return value
     parse.__name__ = convert.__name__  # argparse names the type in 'invalid int value' messages
     return parse

@@ -62,8 +62,15 @@ def read_name_list(path):
 
 
 def plain_name_problem(name):
-    """Why `name` (a flag's value that becomes part of a file name) is not one plain path component, or None."""
+    """Why `name` (a flag's value that becomes part of a file name) is not one plain path component, or None.
+
+    A name of white space only, or one with a line break or another control character, is refused too: it
+    would name folders that cannot be told apart in a listing or a message."""
     problem = _problem(name)
+    if problem is None and not name.strip():
+        problem = 'it is only white space'
+    if problem is None and not name.isprintable():
+        problem = 'it holds a line break or another control character'
     return None if problem is None else f'not a plain name ({problem}); give one name without "/", "\\", "." or ".."'
 
 
