@@ -62,10 +62,12 @@ class VideoReport:
     class_budget: float = 0.0
 
     def summary(self):
+        speed = f'{self.name}: {self.frames} frames, {self.frames / max(self.seconds, 1e-9):.2f} fps'
+        if not self.bank:  # a video of one frame: the last frame is never memorized
+            return f'{speed}; no frame entered the feature bank'
         peak = ' '.join(f'{b["peak"]:.2f}' for b in self.bank)
         removed = ' '.join(f'{b["removed"]:.2f}' for b in self.bank)
-        return (f'{self.name}: {self.frames} frames, {self.frames / max(self.seconds, 1e-9):.2f} fps; bank per object '
-                f'(budget {self.class_budget:g}): peak use {peak}; removed {removed}')
+        return f'{speed}; bank per object (budget {self.class_budget:g}): peak use {peak}; removed {removed}'
 
 
 def is_done(source, folders):
