@@ -38,13 +38,18 @@ def folders(tmp_path):
     return paths
 
 
-def resolve(value, folders, **settings):
-    """Run resolve_checkpoint(value) in a new interpreter; returns (exit status, stdout, last line of stderr)."""
+def run_resolve(value, folders, **settings):
+    """Run resolve_checkpoint(value) in a new interpreter; returns the CompletedProcess."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(('HF_', 'AFBURR_', 'HUGGINGFACE_')) and key not in ('TORCH_HOME', 'XDG_CACHE_HOME')}
     env.update(HF_HOME=str(folders['hf']), TORCH_HOME=str(folders['torch']), PYTHONPATH=REPO, **settings)
-    result = subprocess.run([sys.executable, '-c', RESOLVE, value], cwd=folders['work'], env=env,
-                            capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, '-c', RESOLVE, value], cwd=folders['work'], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def resolve(value, folders, **settings):
+    """run_resolve's (exit status, stdout, last line of stderr)."""
+    result = run_resolve(value, folders, **settings)
     return result.returncode, result.stdout.strip(), (result.stderr.strip().splitlines() or [''])[-1]
 
 
@@ -105,6 +110,19 @@ def test_a_file_in_the_earlier_download_folder_is_used_without_any_request(folde
     (other / 'NeurIPS20_level0_PreTrain.pth').write_bytes(SMALL_FILE)
     assert resolve('pretrain', folders, HF_HUB_OFFLINE='1', AFBURR_CACHE_DIR=str(other))[:2] == \
         (0, str(other / 'NeurIPS20_level0_PreTrain.pth'))
+
+
+def test_an_endpoint_that_cannot_be_reached_is_one_line_at_once(folders):
+    endpoint = _closed_port_url()
+    result = run_resolve('davis17', folders, HF_ENDPOINT=endpoint)
+    target = folders['checkpoints'] / 'NeurIPS20_level1_DAVIS17.pth'
+    assert (result.returncode, result.stdout) == (2, '')
+    # No line before it for each retry (the client retried five times over 20 seconds, a warning line each).
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f'error: NeurIPS20_level1_DAVIS17.pth: not in the Hugging Face cache '
+                           f'({folders["hf"] / "hub"}) and not downloaded (cannot reach {endpoint}: ')
+    assert line.endswith(f'); download it by hand and put it at {target} (from https://huggingface.co/xmlyqing00/'
+                         f'AFB-URR or https://github.com/xmlyqing00/AFB-URR)')
 
 
 def test_a_file_missing_on_the_mirror_is_one_line_naming_the_endpoint(serve, folders):

@@ -96,6 +96,8 @@ def _released_file(file_name):
                         f'HF_ENDPOINT to its address (the part before /{RELEASE_REPO}), and unset {RETIRED_MIRROR_ENV}')
     by_hand = f'{_by_hand(earlier)} (from {RELEASE_PAGE} or {ORIGINAL_DOWNLOAD_PAGE})'
     cached = isinstance(huggingface_hub.try_to_load_from_cache(RELEASE_REPO, file_name), str)
+    if not cached and not huggingface_hub.constants.HF_HUB_OFFLINE:
+        _check_reachable(file_name, by_hand)
     try:
         path = huggingface_hub.hf_hub_download(repo_id=RELEASE_REPO, filename=file_name)
     except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
@@ -103,14 +105,30 @@ def _released_file(file_name):
             reason = 'HF_HUB_OFFLINE is set'
         else:
             reason = f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error.__cause__ or error)}'
-        raise UserError(f'{file_name}: not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) '
-                        f'and not downloaded ({reason}); {by_hand}') from None
+        raise _not_downloaded(file_name, reason, by_hand) from None
     except (HfHubHTTPError, OSError) as error:
         raise UserError(f'{file_name}: download from {huggingface_hub.constants.ENDPOINT} failed '
                         f'({_brief(error)}); {by_hand}') from None
     if not cached:
         _keep_if_loadable(path, f'{huggingface_hub.constants.ENDPOINT}/{RELEASE_REPO}/{file_name}')
     return path
+
+
+def _not_downloaded(file_name, reason, by_hand):
+    return UserError(f'{file_name}: not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) '
+                     f'and not downloaded ({reason}); {by_hand}')
+
+
+def _check_reachable(file_name, by_hand):
+    """Ask the endpoint for the file's metadata once, without the client's retries: where it cannot be reached (no
+    network, a mistyped HF_ENDPOINT), the client's download retries five times over 20 s, a warning line each."""
+    try:
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(RELEASE_REPO, file_name))
+    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+        reason = f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error)}'
+        raise _not_downloaded(file_name, reason, by_hand) from None
+    except (HfHubHTTPError, httpx.HTTPError):
+        return  # the server answered: the download that follows reports any failure
 
 
 def _keep_if_loadable(path, source):
