@@ -127,8 +127,8 @@ def _check_reachable(file_name, by_hand):
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:
         reason = f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error)}'
         raise _not_downloaded(file_name, reason, by_hand) from None
-    except (HfHubHTTPError, httpx.HTTPError):
-        return  # the server answered: the download that follows reports any failure
+    except Exception:  # anything else (an HTTP error status, ...): the download that follows reports it, as before
+        return
 
 
 def _keep_if_loadable(path, source):

@@ -93,7 +93,7 @@ def refuse_inside(folder, inputs, advice):
                             f'overwrite; {advice}')
 
 
-def name_bytes(name):
+def _name_bytes(name):
     """The length of `name` in bytes as the file system stores it."""
     return len(os.fsencode(name))
 
@@ -102,16 +102,16 @@ def fitted_name(name, max_bytes=MAX_NAME_BYTES):
     """`name` when it takes at most `max_bytes` bytes, else its start cut at a character boundary, '~' and a
     digest of the whole name, then its extension: the same name always gives the same fitted name (a rerun finds
     its outputs), and two long names that start alike give different ones."""
-    if name_bytes(name) <= max_bytes:
+    if _name_bytes(name) <= max_bytes:
         return name
     stem, ext = os.path.splitext(name)
-    if name_bytes(ext) > _LONGEST_EXTENSION_BYTES:
+    if _name_bytes(ext) > _LONGEST_EXTENSION_BYTES:
         stem, ext = name, ''
     suffix = f'~{hashlib.sha256(os.fsencode(name)).hexdigest()[:_DIGEST_DIGITS]}{ext}'
-    budget = max_bytes - name_bytes(suffix)
+    budget = max_bytes - _name_bytes(suffix)
     kept = []
     for character in stem:
-        budget -= name_bytes(character)
+        budget -= _name_bytes(character)
         if budget < 0:
             break
         kept.append(character)
