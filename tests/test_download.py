@@ -144,6 +144,19 @@ def test_a_file_in_the_earlier_download_folder_is_used_without_any_request(folde
         (0, str(other / 'NeurIPS20_level0_PreTrain.pth'))
 
 
+def test_an_endpoint_that_cannot_be_reached_is_one_line_at_once(folders):
+    endpoint = _closed_port_url()
+    status, out, lines = resolve_lines('davis17', folders, HF_ENDPOINT=endpoint)
+    target = folders['checkpoints'] / 'NeurIPS20_level1_DAVIS17.pth'
+    assert (status, out) == (2, '')
+    # No line before it for each retry (the client retried five times over 20 seconds, a warning line each).
+    [line] = lines
+    assert line.startswith(f'error: NeurIPS20_level1_DAVIS17.pth: not in the Hugging Face cache '
+                           f'({folders["hf"] / "hub"}) and not downloaded (cannot reach {endpoint}: ')
+    assert line.endswith(f'); download it by hand and put it at {target} (from https://huggingface.co/xmlyqing00/'
+                         f'AFB-URR or https://github.com/xmlyqing00/AFB-URR)')
+
+
 def test_the_retired_mirror_variable_is_refused_with_what_replaces_it(folders):
     status, _, err = resolve('davis17', folders, AFBURR_CHECKPOINT_URL='http://mirror.example/AFB-URR')
     assert status == 2

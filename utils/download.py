@@ -103,18 +103,22 @@ def _released_file(file_name):
         raise UserError(f'{RETIRED_MIRROR_ENV} is no longer read; for a mirror of the released checkpoints set '
                         f'HF_ENDPOINT to its address (the part before /{RELEASE_REPO}), and unset {RETIRED_MIRROR_ENV}')
     by_hand = f'{_by_hand(earlier)} (from {RELEASE_PAGE} or {ORIGINAL_DOWNLOAD_PAGE})'
-    try:
-        return _hub_file(file_name)
-    except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
-        cached = _cached_repo_files()
-        if any(_candidates(file_name, cached)):  # found under another name by an earlier run
-            return _released_elsewhere(file_name, cached, 'the Hugging Face cache', earlier, by_hand)
-        raise _unreachable(file_name, error, by_hand) from None
-    except EntryNotFoundError:  # the server has no such file (the cache's LocalEntryNotFoundError is caught above)
-        where = f'{RELEASE_REPO} at {huggingface_hub.constants.ENDPOINT}'
-        return _released_elsewhere(file_name, _listed_repo_files(by_hand), where, earlier, by_hand)
-    except (HfHubHTTPError, OSError) as error:
-        raise _download_failed(file_name, error, by_hand) from None
+    cached = isinstance(huggingface_hub.try_to_load_from_cache(RELEASE_REPO, file_name), str)
+    problem = None if cached else _connection_problem(RELEASE_REPO, file_name)
+    if problem is None:
+        try:
+            return _hub_file(file_name)
+        except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
+            problem = _not_in_cache_reason(error)
+        except EntryNotFoundError:  # the server has no such file (the cache's LocalEntryNotFoundError is caught above)
+            where = f'{RELEASE_REPO} at {huggingface_hub.constants.ENDPOINT}'
+            return _released_elsewhere(file_name, _listed_repo_files(by_hand), where, earlier, by_hand)
+        except (HfHubHTTPError, OSError) as error:
+            raise _download_failed(file_name, error, by_hand) from None
+    cached_files = _cached_repo_files()
+    if any(_candidates(file_name, cached_files)):  # found under another name by an earlier run
+        return _released_elsewhere(file_name, cached_files, 'the Hugging Face cache', earlier, by_hand)
+    raise _not_downloaded(file_name, problem, by_hand)
 
 
 def _hub_file(path_in_repo, check=True, by_hand=None):
@@ -135,10 +139,14 @@ def hub_file(repo, file_name, shown, advice):
     """The local path of `file_name` of the Hub repository `repo`: from the Hugging Face client's cache, else
     downloaded into it, with the settings users give every model (HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE,
     HF_ENDPOINT). When it can be had neither way, one UserError naming it as `shown`, why, and `advice`."""
+    problem = None if isinstance(huggingface_hub.try_to_load_from_cache(repo, file_name), str) \
+        else _connection_problem(repo, file_name)
+    if problem is not None:
+        raise _not_downloaded(shown, problem, advice)
     try:
         return huggingface_hub.hf_hub_download(repo_id=repo, filename=file_name)
     except LocalEntryNotFoundError as error:  # offline, no connection, or the server failed: not in the cache
-        raise _unreachable(shown, error, advice) from None
+        raise _not_downloaded(shown, _not_in_cache_reason(error), advice) from None
     except (HfHubHTTPError, OSError) as error:
         raise _download_failed(shown, error, advice) from None
 
@@ -147,13 +155,31 @@ def _hub_source(path_in_repo):
     return f'{huggingface_hub.constants.ENDPOINT}/{RELEASE_REPO}/{path_in_repo}'
 
 
-def _unreachable(shown, error, advice):
+def _not_in_cache_reason(error):
+    """Why the client's LocalEntryNotFoundError `error` came: offline mode, or the endpoint out of reach."""
     if huggingface_hub.constants.HF_HUB_OFFLINE:
-        reason = 'HF_HUB_OFFLINE is set'
-    else:
-        reason = f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error.__cause__ or error)}'
+        return 'HF_HUB_OFFLINE is set'
+    return f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error.__cause__ or error)}'
+
+
+def _not_downloaded(shown, reason, advice):
     return UserError(f'{shown}: not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) '
                      f'and not downloaded ({reason}); {advice}')
+
+
+def _connection_problem(repo, file_name):
+    """Why the endpoint cannot be reached, asked once for the file's metadata without the client's retries (where
+    it cannot be reached, no network or a mistyped HF_ENDPOINT, the client's download retries five times over 20 s,
+    a warning line each); None when it answers, whatever it answers, and in offline mode (nothing is asked)."""
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(repo, file_name))
+    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+        return f'cannot reach {huggingface_hub.constants.ENDPOINT}: {_brief(error)}'
+    except Exception:  # anything else (an HTTP error status, ...): the download that follows reports it, as before
+        return None
+    return None
 
 
 def _download_failed(shown, error, advice):

@@ -22,7 +22,7 @@ from model.inference.propagation import Propagation
 from utils.async_writer import AsyncWriter
 from utils.files import remove_stale_temporaries
 from utils.images import tensor_to_rgb
-from utils.names import path_inside
+from utils.names import fitted_name, path_inside
 from utils.video_writer import Mp4Writer
 
 
@@ -34,7 +34,9 @@ class OutputFolders:
 
     @property
     def overlay_video(self):
-        return self.overlays.rstrip(os.sep) + '.mp4'
+        """OVERLAYS.mp4 beside the overlays folder; a folder name of 252 bytes or more is fitted (a hash ends it)."""
+        folder, name = os.path.split(self.overlays.rstrip(os.sep))
+        return os.path.join(folder, fitted_name(name + '.mp4'))
 
     def mask_path(self, frame_name):
         return path_inside(self.masks, frame_name + '.png')
@@ -62,10 +64,12 @@ class VideoReport:
     written: list = field(default_factory=list)  # the names of the frames whose outputs were written
 
     def summary(self):
+        speed = f'{self.name}: {self.frames} frames, {self.frames / max(self.seconds, 1e-9):.2f} fps'
+        if not self.bank:  # a video of one frame: the last frame is never memorized
+            return f'{speed}; no frame entered the feature bank'
         peak = ' '.join(f'{b["peak"]:.2f}' for b in self.bank)
         removed = ' '.join(f'{b["removed"]:.2f}' for b in self.bank)
-        return (f'{self.name}: {self.frames} frames, {self.frames / max(self.seconds, 1e-9):.2f} fps; bank per object '
-                f'(budget {self.class_budget:g}): peak use {peak}; removed {removed}')
+        return f'{speed}; bank per object (budget {self.class_budget:g}): peak use {peak}; removed {removed}'
 
 
 def is_done(source, folders):
