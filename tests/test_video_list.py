@@ -204,3 +204,21 @@ def test_a_video_counts_as_finished_only_with_its_record_and_every_mask_it_lists
     assert finished_record(folders)['frames'] == 2
     os.remove(tmp_path / 'clip' / '00001.png')
     assert finished_record(folders) is None  # a mask deleted since: the video is run again
+
+
+def test_each_video_of_a_list_is_exported_and_a_rerun_adds_the_kinds_missing(tmp_path, recipe_checkpoint):
+    write_clip(tmp_path, 'folder_clip', 1)
+    write_clip(tmp_path, 'file_clip', 2, as_file=True)
+    listed = tmp_path / 'videos.csv'
+    listed.write_text('folder_clip,folder_clip.png\nfile_clip.mp4,file_clip.png\n')
+    flags = ['--videos', listed, '--resume', recipe_checkpoint, '--device', 'cpu', '--workers', 0,
+             '--output', tmp_path / 'out']
+    run_script('eval.py', *flags, '--export', 'objects')
+    exports = tmp_path / 'out' / 'export' / 'AFB-URR_Video'
+    assert sorted(os.listdir(exports)) == ['file_clip', 'folder_clip']
+    assert sorted(os.listdir(exports / 'file_clip' / 'objects' / '1')) == ['00000.png', '00001.png']
+
+    again = run_script('eval.py', *flags, '--export', 'objects,coco')
+    for name in ('folder_clip', 'file_clip'):
+        assert f'{name}: outputs already written, skipped' in again.stdout
+        assert f'{name}: exported coco.json in {exports / name}' in again.stdout
