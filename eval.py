@@ -1,8 +1,9 @@
 """Evaluate AFB-URR: DAVIS 2017 val (--level 1), YouTube-VOS 2018 valid (--level 2),
-long videos or your own videos in that layout (--level 3), or one video (--video).
+long videos or your own videos in that layout (--level 3), one video (--video) or a list of them (--videos).
 
     python eval.py --level 1 --dataset DAVIS --resume davis17 --score
     python eval.py --video clip.mp4 --mask first.png --resume davis17 --viz
+    python eval.py --videos videos.csv --resume davis17 --shard 2/4    # lines video,mask[,name]; every 4th from the 2nd
 
 Stopped by Ctrl-C or SIGTERM, it finishes the files being written, keeps finished videos and
 exits with status 130; a rerun continues and removes what killed runs left behind.
@@ -18,8 +19,12 @@ from utils.cli import OneLineParser, checked, quiet_interrupts, run_command
 with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, no traceback
     from dataset import scoring
     from dataset.eval_sets import open_video
+    from dataset.exports import (EXPORT_KINDS, OUTPUTS, export_kinds_problem, missing_kinds, parse_export_kinds,
+                                 segmented_clip, write_exports)
     from dataset.layouts import dataset_input_folders
     from dataset.levels import LEVELS, VIDEO_MODEL_NAME
+    from dataset.list_run import run_videos, summary_name, write_summary
+    from dataset.video_list import frame_folders, read_video_list
     from model.inference.options import (DEFAULT_BANK_OPTIONS, SIZE_FLAG_HELP, BankOptions, bank_option_problem,
                                          size_flag_problem, working_size_of_flag)
     from model.inference.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, check_precision
@@ -28,11 +33,21 @@ with quiet_interrupts():  # Ctrl-C while torch loads: one line and status 130, n
     from utils.common_flags import (CHECKPOINT_CHOICES, add_device_flags, add_resume_flag, add_workers_flag,
                                     chosen_device)
     from utils.device import process_device
-    from utils.distributed import process_group
+    from utils.distributed import gather_from_all, process_group
     from utils.download import resolve_checkpoint
+    from utils.errors import UserError
     from utils.files import make_writable_folder
     from utils.names import path_inside, plain_name_problem, refuse_inside
     from utils.run_record import check_run_record, file_digest, results_besides, write_run_record
+    from utils.shards import parse_shard, process_share, shard_from_slurm, shard_problem
+
+
+# The results folder holds the palette PNGs: --export offers the other kinds.
+EXPORTS = tuple(kind for kind in EXPORT_KINDS if kind != 'palette')
+EXPORT_HELP = ('also write each video\'s exports in OUTPUT/export/<model name>/<video>/: objects (objects/<label>/: '
+               'a black-and-white PNG per object and frame), rgba (rgba/<label>/: the frames with each object\'s '
+               'alpha, for video editors), coco (coco.json: one RLE segmentation per object per frame), mp4 '
+               '(overlay.mp4 at the video\'s frame rate); a rerun writes the kinds missing for videos already done')
 
 
 def _bank_flag(name, convert):
@@ -73,35 +88,67 @@ def parse_args(argv=None):
     added.add_argument('--results', help='with --score-only: folder with <video>/<frame>.png results')
     added.add_argument('--video', help='a video file (MP4/AVI/MOV) or a folder of frames to segment')
     added.add_argument('--mask', help="with --video: the first frame's label mask (palette or grey-level PNG)")
-    added.add_argument('--size', type=checked(int, size_flag_problem), help=f'with --video: {SIZE_FLAG_HELP}')
+    added.add_argument('--videos', metavar='LIST',
+                       help='a CSV file of your own videos, one a line: video,mask[,name] (a video file or frame '
+                            'folder, its first frame\'s mask, an optional output name; paths relative to the list\'s '
+                            'folder); each is written as --video writes it, a summary.csv at the end')
+    added.add_argument('--size', type=checked(int, size_flag_problem), help=f'with --video(s): {SIZE_FLAG_HELP}')
+    added.add_argument('--shard', metavar='K/N', type=checked(str, shard_problem),
+                       help='run only shard K of N (from 1) of the videos of --videos or --level: every N-th video '
+                            'from the K-th, as independent processes or jobs; inside a Slurm job array the task\'s '
+                            'place in the array chooses it (--shard 1/1 runs every video)')
+    added.add_argument('--export', metavar='KIND[,KIND...]', help=EXPORT_HELP,
+                       type=checked(parse_export_kinds, partial(export_kinds_problem, choices=EXPORTS)))
     args = parser.parse_args(argv)
-    if args.video is None and args.level is None:
-        parser.error('one of --level or --video is required')
+    own = own_videos(args)
+    if args.video is not None and args.videos is not None:
+        parser.error('--video and --videos: give one video, or a list of them')
+    if not own and args.level is None:
+        parser.error('one of --level, --video or --videos is required')
+    if own and args.level is not None:
+        parser.error('--level runs a dataset; give it without --video or --videos')
     if args.video is not None and not args.mask:
         parser.error('--video needs --mask, the first frame\'s label mask')
+    if args.videos is not None and args.mask:
+        parser.error('--mask is for --video; the --videos list gives each video\'s mask')
     if args.video is not None and (args.score or args.score_only):
         parser.error('--score: a --video has no ground truth to score against; lay the video out as a long '
                      'video with its annotations and use --level 3 --score')
-    if args.size is not None and args.video is None:
-        parser.error('--size is for --video: the --level protocols run at their released frame sizes')
-    if args.video is None and not args.dataset:
+    if args.videos is not None and (args.score or args.score_only):
+        parser.error('--score: the --videos have no ground truth to score against; lay them out as long videos '
+                     'with their annotations and use --level 3 --score')
+    if args.size is not None and not own:
+        parser.error('--size is for --video and --videos: the --level protocols run at their released frame sizes')
+    if not own and not args.dataset:
         parser.error('--dataset is required with --level')
+    if args.shard is not None and (args.video is not None or args.score_only):
+        parser.error('--shard splits the videos of --videos or --level; it has no use with '
+                     f'{"--video" if args.video is not None else "--score-only, which scores every video"}')
+    if args.videos is not None and args.sequences is not None:
+        parser.error('--sequences is for --level; list only the videos to run in the --videos file')
     if not args.score_only and not args.resume:
         parser.error(f'--resume is required ({CHECKPOINT_CHOICES})')
     if args.sequences is not None and not selected_names(args.sequences):
         parser.error(f'--sequences {args.sequences!r}: names no video; give comma-separated video names')
     if args.score_only and not args.results:
         parser.error('--score-only needs --results, the folder to score')
+    if args.score_only and args.export:
+        parser.error('--export: --score-only writes no results to export; drop --score-only')
     return args
 
 
+def own_videos(args):
+    """Whether the run is on your own videos (--video or --videos), not a --level dataset."""
+    return args.video is not None or args.videos is not None
+
+
 def model_name(args):
-    name = VIDEO_MODEL_NAME if args.video else LEVELS[args.level].model_name
+    name = VIDEO_MODEL_NAME if own_videos(args) else LEVELS[args.level].model_name
     return f'{name}_{args.prefix}' if args.prefix else name
 
 
 def bank_options(args):
-    level_rate = LEVELS[args.level].update_rate if args.video is None else DEFAULT_BANK_OPTIONS.update_rate
+    level_rate = DEFAULT_BANK_OPTIONS.update_rate if own_videos(args) else LEVELS[args.level].update_rate
     return BankOptions(args.budget, level_rate if args.update_rate is None else args.update_rate, args.merge_thres)
 
 
@@ -113,26 +160,33 @@ def overlay_root(args):
     return os.path.join(args.output, 'overlay', model_name(args))
 
 
+def export_root(args):
+    return os.path.join(args.output, 'export', model_name(args))
+
+
 def output_folders(args, video_name):
     """OUTPUT/<model name>/<video>/ for the masks, OUTPUT/overlay/<model name>/<video>/ (and .mp4) with --viz."""
     overlays = path_inside(overlay_root(args), video_name) if args.viz else None
     return OutputFolders(path_inside(results_root(args), video_name), overlays)
 
 
-def input_folders(args):
+def input_folders(args, source):
     """The folders eval.py reads and must never write in: the dataset's frames and annotations, or the
-    --video frame folder."""
+    frame folders of --video and --videos."""
     if args.video:
         return [args.video] if os.path.isdir(args.video) else []
+    if args.videos:
+        return frame_folders(source)
     return dataset_input_folders(args.dataset)
 
 
-def check_output_roots(args):
-    """Refuse results inside the inputs; create the results folder (and with --viz the overlay folder)
-    and prove them writable."""
-    roots = [results_root(args)] + ([overlay_root(args)] if args.viz else [])
+def check_output_roots(args, source):
+    """Refuse results inside the inputs; create the results folder (and with --viz the overlay folder, with
+    --export the export folder) and prove them writable."""
+    roots = ([results_root(args)] + ([overlay_root(args)] if args.viz else [])
+             + ([export_root(args)] if args.export else []))
     for root in roots:
-        refuse_inside(root, input_folders(args), 'choose an --output outside the dataset')
+        refuse_inside(root, input_folders(args, source), 'choose an --output outside the dataset')
     for root in roots:
         make_writable_folder(root)
 
@@ -147,12 +201,12 @@ def run_record(args, checkpoint):
     options = bank_options(args)
     return {
         'checkpoint': file_digest(checkpoint),
-        'level': args.level if args.video is None else 'video',
+        'level': 'video' if own_videos(args) else args.level,
         'budget': options.budget,
         'update_rate': options.update_rate,
         'merge_thres': options.merge_thres,
         'precision': args.precision,
-        'size': working_size_of_flag(args.size) if args.video else None,  # None: the level's released sizes
+        'size': working_size_of_flag(args.size) if own_videos(args) else None,  # None: the level's released sizes
     }
 
 
@@ -190,17 +244,40 @@ def score(args, sequences, results_dir, process):
         print('wrote ' + ' and '.join(csv_paths))
 
 
-def run_dataset(args, sequences, model, process):
+def chosen_shard(args):
+    """(the Shard of --shard, else of the Slurm array task running a --videos or --level run, or None; the line
+    saying that Slurm chose it, or None)."""
+    if args.shard is not None:
+        return parse_shard(args.shard), None
+    if args.video is not None or args.score_only:
+        return None, None
+    return shard_from_slurm(os.environ) or (None, None)
+
+
+def export(args, source, folders, segmented=True, frame_count=None):
+    """Write the --export kinds of a video: all of them when it was just segmented, else those missing."""
+    folder = path_inside(export_root(args), source.name)
+    kinds = args.export if segmented else missing_kinds(folder, args.export)
+    if kinds:
+        write_exports(folder, kinds, segmented_clip(source, folders.masks, frame_count))
+        print(f'{source.name}: exported {", ".join(OUTPUTS[kind] for kind in kinds)} in {folder}')
+
+
+def run_dataset(args, sequences, model, process, shard):
     level, options = LEVELS[args.level], bank_options(args)
     frames = seconds = 0
-    for sequence in sequences[process.rank::process.world_size]:
+    for sequence in process_share(sequences, shard, process.rank, process.world_size):
         folders = output_folders(args, sequence.name)
         if not args.overwrite and is_done(sequence, folders):
             print(f'{sequence.name}: outputs already written, skipped (--overwrite redoes it)')
+            if args.export:
+                export(args, sequence, folders, segmented=False)
             continue
         report = segment_video(model, sequence, folders, options, level.update_before(sequence), args.workers,
                                precision=args.precision)
         print(report.summary())
+        if args.export:
+            export(args, sequence, folders)
         frames, seconds = frames + report.frames, seconds + report.seconds
     if frames:
         print(f'total: {frames} frames in {seconds:.1f} s, {frames / seconds:.2f} fps')
@@ -213,7 +290,38 @@ def run_video(args, source, model):
     report = segment_video(model, source, folders, bank_options(args), workers=args.workers,
                            precision=args.precision)
     print(report.summary())
+    if args.export:
+        export(args, source, folders, frame_count=report.frames)
     print(f'masks in {folders.masks}' + (f', overlay video {folders.overlay_video}' if folders.overlays else ''))
+
+
+def run_video_list(args, sources, model, process, shard):
+    """The --videos of this process, then the summary of the shard's (or every) video, written by the main
+    process; a video that failed makes the run fail at the end."""
+    rows = run_videos(process_share(sources, shard, process.rank, process.world_size), model,
+                      partial(output_folders, args), bank_options(args), args.workers, args.precision, args.overwrite,
+                      partial(export, args) if args.export else None)
+    position = {source.name: index for index, source in enumerate(sources)}
+    rows = sorted((row for rows_of_one in gather_from_all(rows) for row in rows_of_one),
+                  key=lambda row: position[row.video])
+    summary = os.path.join(results_root(args), summary_name(shard))
+    if process.is_main:
+        write_summary(summary, rows)
+        print(f'summary of {len(rows)} videos in {summary}')
+    failed = [row.video for row in rows if row.failed]
+    if failed:
+        raise UserError(f'{len(failed)} of {len(rows)} videos failed ({", ".join(failed[:3])}'
+                        f'{" ..." if len(failed) > 3 else ""}; the error lines above and {summary} say why); fix '
+                        f'them and rerun the same command: finished videos are skipped')
+
+
+def read_sources(args):
+    """The videos to run, every one checked: --video's, the --videos list's, or the level's."""
+    if args.video:
+        return open_video(args.video, args.mask, working_size_of_flag(args.size))
+    if args.videos:
+        return read_video_list(args.videos, working_size_of_flag(args.size))
+    return select_sequences(args)
 
 
 def evaluate(args):
@@ -221,10 +329,16 @@ def evaluate(args):
         if args.score_only:
             score(args, select_sequences(args), args.results, process)
             return
+        shard, shard_line = chosen_shard(args)
+        if shard_line and process.is_main:
+            print(shard_line)
+        if shard and shard.count > 1 and args.score:
+            raise UserError(f'--score: this run is shard {shard} of the videos; once every shard has finished, score '
+                            f'them all with --score-only --results {results_root(args)} (and the same --level and '
+                            f'--dataset)')
         # Every input, then the output folders, are checked before the model loads.
-        source = (open_video(args.video, args.mask, working_size_of_flag(args.size)) if args.video
-                  else select_sequences(args))
-        check_output_roots(args)
+        source = read_sources(args)
+        check_output_roots(args, source)
         name, flag = chosen_device(args.device, args.gpu)
         device = process_device(name, process, flag)
         check_precision(args.precision, device)
@@ -237,8 +351,10 @@ def evaluate(args):
         start = time.perf_counter()
         if args.video:
             run_video(args, source, model)
+        elif args.videos:
+            run_video_list(args, source, model, process, shard)
         else:
-            run_dataset(args, source, model, process)
+            run_dataset(args, source, model, process, shard)
         if process.is_main:
             print(f'done in {time.perf_counter() - start:.1f} s')
 

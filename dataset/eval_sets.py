@@ -128,10 +128,15 @@ def frame_folder_sequence(folder, mask_path, name=None, size=None):
     return Sequence(name=name, frame_paths=paths, frame_names=stems, given_masks={0: mask_path}, working_size=size)
 
 
-def open_video(path, mask_path, size=None):
-    """Your own video: a folder of frames (a Sequence) or a video file (a VideoFile), named after the path, to
-    segment at the working size `size` (utils.images.working_size; None: the native size)."""
-    name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+def video_name(path):
+    """The output name of your own video: its file name without the extension, or its folder's name."""
+    return os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+
+
+def open_video(path, mask_path, size=None, name=None):
+    """Your own video: a folder of frames (a Sequence) or a video file (a VideoFile), named `name` (default:
+    video_name(path)), to segment at the working size `size` (utils.images.working_size; None: the native size)."""
+    name = name or video_name(path)
     if os.path.isdir(path):
         return frame_folder_sequence(path, mask_path, name=name, size=size)
     check_first_mask(mask_path, path)

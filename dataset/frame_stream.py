@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from model.inference.propagation import FrameItem
 from utils.cli import print_line
 from utils.errors import UserError
-from utils.images import at_working_size, check_pixel_count, opened_image, read_rgb, resize_labels, rgb_to_tensor
+from utils.images import (at_working_size, check_pixel_count, opened_image, read_rgb, resize_labels, rgb_to_tensor,
+                          working_size)
 from utils.loader_errors import UserErrorsAsData, raise_load_failures
 from utils.masks import object_labels_of, read_label_mask, required_object_labels
 
@@ -40,6 +41,12 @@ def resized_size(height, width, resize_height):
     if resize_height is None or height < resize_height:
         return height, width
     return resize_height, int(width / height * resize_height)
+
+
+def handed_over_size(sequence, height, width):
+    """(h, w) of the frames load_frame_item makes of a (height, width) frame of `sequence`: resized as YouTube-VOS
+    frames are, then to the working size."""
+    return working_size(*resized_size(height, width, sequence.resize_height), sequence.working_size)
 
 
 def check_first_mask(mask_path, frame):
@@ -141,6 +148,7 @@ def _shared_memory_problem(sequence, start, workers, prefetch):
     processes hand frames over there, and a worker that cannot allocate its frame loses it."""
     with opened_image(sequence.frame_paths[start], 'frame image') as image:
         width, height = image.size
+    height, width = handed_over_size(sequence, height, width)
     nbytes = (workers * prefetch + 2) * height * width * _SHARED_BYTES_PER_PIXEL
     try:
         torch.UntypedStorage._new_shared(nbytes)  # as workers allocate; share_memory_() would also copy (7x slower)

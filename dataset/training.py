@@ -37,7 +37,7 @@ from dataset import transforms as P
 from dataset.layouts import (DAVIS_LAYOUT, PRETRAIN_LAYOUT, PRETRAIN_SETS, YOUTUBE_TRAIN_LAYOUT, davis_split,
                              require_dir)
 from utils.errors import UserError
-from utils.images import IMAGE_EXTENSIONS, list_images, natural_sorted, read_rgb
+from utils.images import IMAGE_EXTENSIONS, list_images, natural_sorted, opened_image, read_rgb
 from utils.masks import VOID_LABEL, label_mask_image, read_label_mask
 from utils.names import read_name_list
 
@@ -58,14 +58,27 @@ def _stems(folder, extensions):
     return found
 
 
+def _check_same_size(image_path, image_size, mask_path, mask_size):
+    if mask_size != image_size:
+        raise UserError(f'{mask_path}: mask is {mask_size[0]}x{mask_size[1]} but its image {image_path} '
+                        f'is {image_size[0]}x{image_size[1]}; a mask must have its frame\'s size')
+
+
 def load_pair(image_path, mask_path):
     """A PIL RGB image and its PIL 'P' label mask; a size mismatch is a UserError."""
     image = read_rgb(image_path, 'image file')
     mask = label_mask_image(read_label_mask(mask_path))
-    if mask.size != image.size:
-        raise UserError(f'{mask_path}: mask is {mask.size[0]}x{mask.size[1]} but its image {image_path} '
-                        f'is {image.size[0]}x{image.size[1]}; a mask must have its frame\'s size')
+    _check_same_size(image_path, image.size, mask_path, mask.size)
     return image, mask
+
+
+def check_headers(pairs):
+    """Read the header of every (image, mask) pair once, before training: a file that cannot be read, is over
+    MAX_IMAGE_PIXELS or has another size than its pair is refused now, not when a clip samples it (maybe epochs
+    later)."""
+    for image_path, mask_path in pairs:
+        with opened_image(image_path, 'image file') as image, opened_image(mask_path, 'mask file') as mask:
+            _check_same_size(image_path, image.size, mask_path, mask.size)
 
 
 def _pick_frames(n_frames, clip_n):
@@ -200,6 +213,7 @@ class DAVISTrain(_VideoDataset):
             files = [(os.path.join(image_dir, images[s]), os.path.join(mask_dir, masks[s]))
                      for s in natural_sorted(images)]
             self.videos.append((name, files))
+        check_headers(pair for _, files in self.videos for pair in files)
 
 
 class YouTubeTrain(_VideoDataset):
@@ -242,6 +256,7 @@ class YouTubeTrain(_VideoDataset):
             self.videos.append((name, files))
         if not self.videos:
             raise UserError(f'{root}: no video with annotated frames; expected {YOUTUBE_TRAIN_LAYOUT}')
+        check_headers(pair for _, files in self.videos for pair in files)
 
 
 def read_pretrain_sets(path=DEFAULT_PRETRAIN_LIST):
@@ -288,6 +303,7 @@ class PretrainImages(_ClipDataset):
             self.sets.append(set_name)
         if not self.images:
             raise UserError(f'{root}: no usable pretrain image in sets {list(sets)}; expected {PRETRAIN_LAYOUT}')
+        check_headers((image, mask) for _, image, mask in self.images)
         self.flip = P.RandomHorizontalFlip(0.3)
         self.jitter = P.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.03)
         self.affine = P.RandomAffine(degrees=20, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10)

@@ -34,7 +34,7 @@ from dataset.layouts import PRETRAIN_SETS
 from utils.cli import print_line
 from utils.errors import UserError
 from utils.files import atomic_path, make_writable_folder, remove_stale_temporaries
-from utils.images import IMAGE_EXTENSIONS, list_images
+from utils.images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, ImageTooLarge, list_images, opened_image
 from utils.masks import write_label_mask
 from utils.names import check_plain_name, path_inside, read_name_list
 from utils.palette import FLAT_PALETTE
@@ -165,15 +165,29 @@ class _Skip(Exception):
     """An item that cannot be converted; the message is the reason, counted in the summary."""
 
 
+# An image or mask over this is skipped from its header, before any pixel is decoded (a 17 kB PNG may hold
+# 12000x12000 pixels, minutes and gigabytes to decode).
+TOO_LARGE = f'image or mask over {MAX_IMAGE_PIXELS} pixels (8192x8192)'
+
+
+@contextlib.contextmanager
+def _opened(path, what):
+    """opened_image of an item's image or mask; one too large or unreadable is skipped (_Skip)."""
+    try:
+        with opened_image(path, what) as image:
+            yield image
+    except ImageTooLarge:
+        raise _Skip(TOO_LARGE) from None
+    except UserError:
+        raise _Skip(f'unreadable {what}') from None
+
+
 @contextlib.contextmanager
 def _mask_image(path):
-    """The Pillow image of a mask file, loaded; an unreadable one is skipped (_Skip)."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            yield image
-    except OSError as error:
-        raise _Skip(f'unreadable mask ({error.__class__.__name__})') from None
+    """The Pillow image of a mask file, loaded; an unreadable or too large one is skipped (_Skip)."""
+    with _opened(path, 'mask') as image:
+        image.load()
+        yield image
 
 
 def colour_file_labels(path):
@@ -197,6 +211,8 @@ def voc_file_labels(path):
 def coco_item_labels(source):
     """coco_label_mask of a COCO item's (height, width, segmentations), at most MAX_LABEL of them."""
     height, width, segmentations = source
+    if height * width > MAX_IMAGE_PIXELS:
+        raise _Skip(TOO_LARGE)
     return coco_label_mask(segmentations[:MAX_LABEL], height, width)
 
 
@@ -360,15 +376,13 @@ def output_paths(item, dst, name):
 
 
 def item_labels(item):
-    """The uint8 label map of an item (raises _Skip with a reason when it cannot be made)."""
+    """The uint8 label map of an item (raises _Skip with a reason when it cannot be made). The image's size
+    is read from its header first: a mask is decoded only for an image that is read."""
+    with _opened(item.image, 'image') as image:
+        size = image.size
     labels = item.to_labels(item.source)
     if labels.max(initial=0) > MAX_LABEL:
         raise _Skip(f'more than {MAX_LABEL} labels in the mask')
-    try:
-        with Image.open(item.image) as image:
-            size = image.size
-    except OSError as error:
-        raise _Skip(f'unreadable image ({error.__class__.__name__})') from None
     if size != (labels.shape[1], labels.shape[0]):
         raise _Skip('mask size differs from the image size')
     return labels.astype(np.uint8)

@@ -121,3 +121,16 @@ def test_a_plain_pickle_prints_only_our_error_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f'error: {tmp_path / "raw.pth"}: not a PyTorch checkpoint, or a truncated one (Unsupported operand 149)']
+
+
+@pytest.mark.parametrize('damage, message', [
+    (lambda state: {key: value.to(torch.int32) for key, value in state.items()},
+     'tensor encoder_m.mean holds int32 values where the model has floating-point weights'),
+    (lambda state: {**state, 'encoder_m.bn1.running_var': torch.full_like(state['encoder_m.bn1.running_var'], -1)},
+     'tensor encoder_m.bn1.running_var holds negative BatchNorm variances'),
+], ids=['int32', 'negative variance'])
+def test_finite_but_wrong_weights_are_refused_naming_the_tensor(tmp_path, damage, message):
+    torch.save({'epoch': 0, 'model': damage(recipe_state_dict(7))}, tmp_path / 'wrong.pth')
+    with pytest.raises(UserError) as error:
+        load_model(str(tmp_path / 'wrong.pth'), torch.device('cpu'))
+    assert str(error.value).startswith(f'{tmp_path / "wrong.pth"}: {message} (')

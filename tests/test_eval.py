@@ -13,6 +13,7 @@ from PIL import Image
 from tests.conftest import REPO, run_script
 from tests.support.synth import moving_shapes, write_davis, write_long_video, write_truncated_video, write_youtube
 from utils.masks import read_label_mask, write_label_mask
+from utils.video_writer import Mp4Writer
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 
@@ -209,3 +210,19 @@ def test_a_video_file_cut_short_is_segmented_as_far_as_it_decodes_with_one_warni
         f'warning: {clip}: only {decoded} of the 8 frames its container states could be decoded: the file may '
         f'be truncated or corrupt; results stop at frame {decoded - 1}']
     assert sorted(os.listdir(tmp_path / 'out' / 'AFB-URR_Video' / 'clip')) == [f'{t:05d}.png' for t in range(decoded)]
+
+
+def test_a_video_with_a_name_of_244_bytes_gets_its_masks_and_overlay_video(tmp_path, recipe_checkpoint):
+    frames, masks = moving_shapes(4, 3, 32, 48, 1)
+    name = '长' * 80  # + '.mp4': 244 bytes; the overlay MP4's temporary would have about 20 more
+    clip = tmp_path / f'{name}.mp4'
+    with Mp4Writer(str(tmp_path / 'clip.mp4'), 10) as writer:
+        for frame in frames:
+            writer.write(frame)
+    os.rename(tmp_path / 'clip.mp4', clip)
+    write_label_mask(tmp_path / 'first.png', masks[0])
+    out = tmp_path / 'out'
+    run_script('eval.py', '--video', clip, '--mask', tmp_path / 'first.png', '--resume', recipe_checkpoint,
+               '--device', 'cpu', '--workers', 0, '--viz', '--output', out)
+    assert sorted(os.listdir(out / 'AFB-URR_Video' / name)) == [f'{t:05d}.png' for t in range(3)]
+    assert sorted(os.listdir(out / 'overlay' / 'AFB-URR_Video')) == [name, f'{name}.mp4']

@@ -7,10 +7,8 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -24,11 +22,11 @@ from dataset.scoring import annotation_frame_names
 from dataset.training import DAVISTrain, load_pair
 from tests.conftest import REPO, run_script
 from tests.support.recipe import write_recipe_checkpoint
-from tests.support.synth import moving_shapes, write_davis, write_long_video
+from tests.support.synth import moving_shapes, write_davis, write_long_video, write_png_claiming
 from tests.test_bad_input import davis, eval_flags, one_error_line  # noqa: F401 (davis: a fixture)
 from utils.errors import UserError
 from utils.images import MAX_IMAGE_PIXELS, natural_sorted, rgb_to_tensor
-from utils.masks import write_label_mask
+from utils.masks import label_mask_image, write_label_mask
 
 
 def tree(folder):
@@ -45,6 +43,20 @@ def test_a_prefix_that_is_not_one_plain_name_is_refused_at_parsing(davis, tmp_pa
         eval_script.main([*eval_flags(davis, tmp_path / 'out'), '--prefix', prefix])
     assert exit_status.value.code == 2
     assert f'argument --prefix: {prefix}: not a plain name' in one_error_line(capsys)
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('prefix, shown, problem', [
+    ('   ', '   ', 'it is only white space'),
+    ('run\n2', "'run\\n2'", 'it holds a line break or another control character'),
+    ('a\tb', "'a\\tb'", 'it holds a line break or another control character'),
+])
+def test_a_prefix_of_white_space_or_with_a_line_break_is_refused_on_one_line(davis, tmp_path, capsys, prefix, shown,
+                                                                             problem):
+    with pytest.raises(SystemExit) as exit_status:
+        eval_script.main([*eval_flags(davis, tmp_path / 'out'), '--prefix', prefix])
+    assert exit_status.value.code == 2
+    assert f'argument --prefix: {shown}: not a plain name ({problem});' in one_error_line(capsys)
     assert not (tmp_path / 'out').exists()
 
 
@@ -182,18 +194,17 @@ def test_a_jpeg_mask_is_refused_with_advice(tmp_path, capsys):
         f'(a 0/255 mask becomes dozens of labels); save the label mask as PNG')
 
 
-def _png_claiming(path, width, height):
-    """A grey PNG whose header claims width x height and whose data is one row: only a reader that decodes
-    before checking the size would get to the missing data."""
-    small = path.with_suffix('.small.png')
-    Image.fromarray(np.zeros((1, 8), np.uint8)).save(small)
-    data = bytearray(small.read_bytes())
-    small.unlink()
-    assert data[12:16] == b'IHDR'
-    data[16:24] = struct.pack('>II', width, height)
-    data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))
-    path.write_bytes(bytes(data))
-    return path
+def test_a_gif_mask_is_refused_with_advice_as_its_labels_are_renumbered(tmp_path, capsys):
+    _frame_folder(tmp_path / 'clip', ['00000', '00001'])
+    labels = np.zeros((32, 48), np.uint8)
+    labels[4:12, 4:12], labels[16:28, 20:40] = 3, 7
+    label_mask_image(labels).save(tmp_path / 'first.gif')  # Pillow's GIF writer stores labels 3 and 7 as 1 and 2
+    assert eval_script.main(['--video', str(tmp_path / 'clip'), '--mask', str(tmp_path / 'first.gif'),
+                             '--resume', 'missing.pth', '--output', str(tmp_path / 'out')]) == 2
+    assert one_error_line(capsys) == (
+        f'error: {tmp_path / "first.gif"}: mask saved as GIF, whose writers renumber the labels to the colours used '
+        f'(labels 3 and 7 become 1 and 2); save the label mask as PNG')
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.parametrize('width, height, size', [
@@ -203,7 +214,7 @@ def _png_claiming(path, width, height):
 ])
 def test_a_huge_mask_is_refused_from_its_header(tmp_path, capsys, recwarn, width, height, size):
     _frame_folder(tmp_path / 'clip', ['00000', '00001'])
-    mask = _png_claiming(tmp_path / 'huge.png', width, height)
+    mask = write_png_claiming(tmp_path / 'huge.png', width, height)
     assert eval_script.main(['--video', str(tmp_path / 'clip'), '--mask', str(mask),
                              '--resume', 'missing.pth', '--output', str(tmp_path / 'out')]) == 2
     assert one_error_line(capsys) == (f'error: {mask}: mask file too large ({size}); images up to '
@@ -213,7 +224,7 @@ def test_a_huge_mask_is_refused_from_its_header(tmp_path, capsys, recwarn, width
 
 def test_a_huge_frame_is_refused_from_its_header(tmp_path):
     _, masks = _frame_folder(tmp_path / 'clip', ['00000'])
-    _png_claiming(tmp_path / 'clip' / '00001.png', 30000, 30000)
+    write_png_claiming(tmp_path / 'clip' / '00001.png', 30000, 30000)
     write_label_mask(tmp_path / 'first.png', masks[0])
     sequence = open_video(str(tmp_path / 'clip'), str(tmp_path / 'first.png'))
     with pytest.raises(UserError, match=r'00001.png: frame image too large \(over'):
@@ -258,15 +269,16 @@ from tests.support.recipe import write_recipe_checkpoint
 from tests.support.synth import moving_shapes
 from utils.masks import write_label_mask
 
-folder, pretend_enough = sys.argv[1], sys.argv[2] == 'pretend'
+folder, mode = sys.argv[1], sys.argv[2]
 frames, masks = moving_shapes(0, 8, 256, 320, 1)   # 0.98 MB a decoded frame: a 1 MB /dev/shm holds one
 for t, frame in enumerate(frames):
     Image.fromarray(frame).save(f'{folder}/clip/{t:05d}.png')
 write_label_mask(f'{folder}/first.png', masks[0])
-if pretend_enough:   # as when another process fills /dev/shm after the check: the workers lose frames
+if mode == 'pretend':   # as when another process fills /dev/shm after the check: the workers lose frames
     frame_stream._shared_memory_problem = lambda *args: None
     frame_stream.WORKER_TIMEOUT_S = 5
-sequence = open_video(f'{folder}/clip', f'{folder}/first.png')
+# 'working': at the working size 64 (64x80, 61 kB a frame) the workers' frames fit
+sequence = open_video(f'{folder}/clip', f'{folder}/first.png', 64 if mode == 'working' else None)
 items = list(frame_stream.stream_frames(sequence, workers=2))
 assert [item.index for item in items] == list(range(8))
 assert all(torch.equal(item.frame, frame_stream.load_frame_item(sequence, item.index).frame) for item in items)
@@ -294,6 +306,12 @@ def test_too_little_shared_memory_is_found_first_and_frames_decode_in_process(tm
         'warning: 10 MB of shared memory (/dev/shm) could not be allocated for the frames that 2 decoding workers '
         'read ahead; decoding in the main process instead (slower): in Docker give the container more with '
         '--shm-size=1g (its default is 64 MB), or pass --workers 0 to decode in the main process from the start']
+
+
+def test_the_shared_memory_needed_is_that_of_frames_at_the_working_size(tmp_path):
+    (tmp_path / 'clip').mkdir()
+    result = _run_with_small_shm(str(tmp_path), 'working')
+    assert (result.returncode, result.stdout, result.stderr) == (0, 'frames ok\n', '')
 
 
 def test_workers_that_lose_frames_are_replaced_by_decoding_in_process(tmp_path):

@@ -121,14 +121,16 @@ def test_a_disk_full_mid_run_stops_with_one_line_and_only_complete_files(eval_fl
     assert not (tmp_path / 'out' / 'overlay' / MODEL_NAME / 'clip.mp4').exists()
 
 
-# Sends this process SIGINT when the script's imports first reach torch or numpy (as a Ctrl-C during the
-# seconds they take would), then runs the script as __main__.
+# Sends this process SIGINT when the script's imports first reach one of the modules named (comma-separated), as a
+# Ctrl-C during the seconds they take would, then runs the script as __main__.
 INTERRUPTED_AT_AN_IMPORT = '''
 import os, runpy, signal, sys
 
-class InterruptAtTorchOrNumpy:
+modules = sys.argv[2].split(',')
+
+class InterruptAtAModule:
     def find_spec(self, name, path=None, target=None):
-        if name in ('torch', 'numpy'):
+        if name in modules:
             sys.meta_path.remove(self)
             os.kill(os.getpid(), signal.SIGINT)
         return None
@@ -136,15 +138,27 @@ class InterruptAtTorchOrNumpy:
 script = sys.argv[1]
 sys.path.insert(0, os.path.dirname(script))
 sys.argv = [script, '--help']
-sys.meta_path.insert(0, InterruptAtTorchOrNumpy())
+sys.meta_path.insert(0, InterruptAtAModule())
 runpy.run_path(script, run_name='__main__')
 '''
 
 
+def interrupted_at_an_import(script, modules):
+    return subprocess.run([sys.executable, '-c', INTERRUPTED_AT_AN_IMPORT, os.path.join(REPO, script), modules],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize('script', ['eval.py', 'train.py', 'unify_pretrain_dataset.py', 'app.py'])
 def test_ctrl_c_during_the_imports_exits_130_with_one_line(script):
-    result = subprocess.run([sys.executable, '-c', INTERRUPTED_AT_AN_IMPORT, os.path.join(REPO, script)],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = interrupted_at_an_import(script, 'torch,numpy')
     assert result.returncode == 130, result.stderr
     assert result.stderr == 'interrupted: nothing was done\n'
     assert result.stdout == ''  # stopped before --help was parsed
+
+
+# Within numpy's imports a KeyboardInterrupt was caught and lost (numpy.linalg: the app then served), or left numpy
+# half-imported, which failed with a RecursionError traceback (numpy.lib.mixins).
+@pytest.mark.parametrize('module', ['numpy.linalg', 'numpy.lib.mixins'])
+def test_ctrl_c_inside_numpys_imports_is_neither_lost_nor_a_traceback(module):
+    result = interrupted_at_an_import('app.py', module)
+    assert (result.returncode, result.stderr, result.stdout) == (130, 'interrupted: nothing was done\n', '')

@@ -44,6 +44,16 @@ def test_level_3_never_memorizes_the_last_two_frames(model, tmp_path):
                                       read_label_mask(tmp_path / 'video' / f'{t:05d}.png'))
 
 
+def test_a_video_of_one_frame_reports_that_no_frame_entered_the_bank(model, tmp_path):
+    frames, masks = moving_shapes(1, 1, 32, 32, 1)
+    write_long_video(str(tmp_path / 'long'), 'clip', frames, masks)
+    own = frame_folder_sequence(str(tmp_path / 'long' / 'JPEGImages' / 'clip'),
+                                str(tmp_path / 'long' / 'Annotations' / 'clip' / '00000.png'))
+    report = segment_video(model, own, OutputFolders(str(tmp_path / 'out')), NO_MERGING, workers=0, progress=False)
+    assert report.summary().startswith('clip: 1 frames, ')
+    assert report.summary().endswith(' fps; no frame entered the feature bank')
+
+
 def test_level_2_keeps_a_channel_for_an_id_missing_in_between(model, tmp_path):
     frames, masks = moving_shapes(2, 5, 32, 32, 3)
     masks[masks == 2] = 0  # objects 1 and 3 only

@@ -11,7 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from dataset.eval_sets import open_video
 from tests.conftest import REPO
 from tests.support.http_server import hub_files
 from tests.support.synth import moving_shapes
@@ -83,3 +85,16 @@ def test_python_example(project_copy, served_davis17):
     np.testing.assert_array_equal(read_label_mask(project_copy / 'mask_00000.png'), masks[0])
     for t in (1, 2):
         assert set(np.unique(read_label_mask(project_copy / f'mask_{t:05d}.png'))) <= {0, 1, 2}
+
+
+def test_the_readme_names_a_frame_folders_outputs_as_eval_writes_them(tmp_path):
+    frames, masks = moving_shapes(0, 3, 16, 16, 1)
+    folder = tmp_path / 'clip'
+    folder.mkdir()
+    for name, frame in zip(('0', '5', '10'), frames):
+        Image.fromarray(frame).save(folder / f'{name}.jpg')
+    write_label_mask(tmp_path / 'first.png', masks[0])
+    names = [f'{name}.png' for name in open_video(str(folder), str(tmp_path / 'first.png')).output_names()]
+    with open(os.path.join(REPO, 'README.md')) as f:
+        own_video = f.read().split('## Your own video')[1].split('\n## ')[0]
+    assert f'after the frames for a folder (`{", ".join(names)}`)' in ' '.join(own_video.split())

@@ -309,7 +309,11 @@ def test_a_run_killed_at_a_checkpoint_write_resumes_without_skipping_an_epoch(
         assert checkpoint['epoch'] == 1 and weights_digest(checkpoint['model']) == two_epochs_digest, name
 
 
-def test_sigterm_during_a_checkpoint_write_exits_130_with_one_line_and_leaves_no_temporary(data, tmp_path):
+# SIGTERM while epoch 0 writes its first checkpoint (epoch_000_*.pth), or its last (final.pth) when best.pth and
+# epoch_000_*.pth are written: the line names the newest one written, from which the run continues.
+@pytest.mark.parametrize('writing, newest', [('epoch_000', None), ('final', 'best.pth')])
+def test_sigterm_during_a_checkpoint_write_exits_130_naming_what_is_kept_and_leaves_no_temporary(
+        data, tmp_path, writing, newest):
     stderr_path = tmp_path / 'stderr.txt'
     with open(stderr_path, 'w') as stderr:
         process = subprocess.Popen([sys.executable, TRAIN, *two_epochs(data), '--log'], cwd=tmp_path,
@@ -317,7 +321,8 @@ def test_sigterm_during_a_checkpoint_write_exits_130_with_one_line_and_leaves_no
                                    stderr=stderr)
         try:
             while not [name for log_dir in log_folders(str(tmp_path))
-                       for name in os.listdir(os.path.join(log_dir, 'model')) if '.tmp' in name]:
+                       for name in os.listdir(os.path.join(log_dir, 'model'))
+                       if name.startswith(f'.{writing}') and '.tmp' in name]:
                 assert process.poll() is None, stderr_path.read_text()[-4000:]
                 time.sleep(0.005)
             process.send_signal(signal.SIGTERM)
@@ -326,11 +331,15 @@ def test_sigterm_during_a_checkpoint_write_exits_130_with_one_line_and_leaves_no
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    # Stopped while writing epoch 0's first checkpoint: no final.pth to continue from.
-    assert stderr_path.read_text().strip().splitlines()[-1] == \
-        'interrupted: no checkpoint of this run was written; run the same command again to start over'
     [log_dir] = log_folders(str(tmp_path))
-    assert not [name for name in os.listdir(os.path.join(log_dir, 'model')) if name.startswith('.')]
+    model_dir = os.path.join(log_dir, 'model')
+    expected = ('interrupted: no checkpoint of this run was written; run the same command again to start over'
+                if newest is None else f'interrupted: the checkpoints of finished epochs are kept; continue the run '
+                                       f'with --resume {os.path.join(model_dir, newest)}')
+    assert stderr_path.read_text().strip().splitlines()[-1] == expected
+    assert not [name for name in os.listdir(model_dir) if name.startswith('.')]
+    if newest is not None:
+        assert read_checkpoint(os.path.join(model_dir, newest))['epoch'] == 0
 
 
 def test_training_on_one_clip_lowers_its_loss():

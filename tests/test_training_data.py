@@ -13,8 +13,9 @@ from dataset import transforms as P
 from dataset.training import (TRAINING_LEVELS, DAVISTrain, PretrainImages, YouTubeTrain, read_pretrain_sets,
                               training_dataset)
 from model.training.rng_state import seed_everything
-from tests.support.synth import moving_shapes, write_davis
+from tests.support.synth import moving_shapes, write_davis, write_png_claiming
 from utils.errors import UserError
+from utils.images import MAX_IMAGE_PIXELS
 from utils.masks import label_mask_image, write_label_mask
 from utils.palette import PALETTE
 
@@ -437,12 +438,34 @@ def test_pretrain_bad_input(tmp_path, capsys):
         training_dataset(0, str(tmp_path / 'nowhere'), sets=['COCO'])
 
 
-def test_mask_of_another_size_is_a_user_error(tmp_path):
+def test_mask_of_another_size_is_a_user_error_when_the_dataset_is_made(tmp_path):
     root = _corner_video(tmp_path)
-    write_label_mask(os.path.join(root, 'Annotations', '480p', 'corner', '00001.png'), np.ones((10, 10), np.uint8))
-    ds = DAVISTrain(root, output_size=S, clip_n=3, obj_n=3)
-    with pytest.raises(UserError, match='00001.png'):
-        ds[0]
+    mask = os.path.join(root, 'Annotations', '480p', 'corner', '00001.png')
+    write_label_mask(mask, np.ones((10, 10), np.uint8))
+    with pytest.raises(UserError) as error:
+        DAVISTrain(root, output_size=S, clip_n=3, obj_n=3)
+    assert str(error.value) == (f'{mask}: mask is 10x10 but its image {mask[:-4].replace("Annotations", "JPEGImages")}'
+                                f'.jpg is {W}x{H}; a mask must have its frame\'s size')
+
+
+# Files of each level's dataset, as (frame or image, mask) of the flat video's frame 2.
+LEVEL_FILES = {
+    0: ('JPEGImages/ECSSD/img_002.jpg', 'Annotations/ECSSD/img_002.png'),
+    1: ('JPEGImages/480p/flat/00002.jpg', 'Annotations/480p/flat/00002.png'),
+    2: ('JPEGImages/vid0/00010.jpg', 'Annotations/vid0/00010.png'),
+}
+
+
+@pytest.mark.parametrize('level', [0, 1, 2])
+@pytest.mark.parametrize('kind', [0, 1], ids=['image', 'mask'])
+def test_an_image_or_mask_over_8192x8192_is_refused_when_the_dataset_is_made(flat_roots, level, kind):
+    # Clips read their files only when sampled: a too-large mask at frame 2 passed an epoch.
+    path = os.path.join(flat_roots[level], LEVEL_FILES[level][kind])
+    write_png_claiming(path, 9000, 8000)
+    with pytest.raises(UserError) as error:
+        training_dataset(level, flat_roots[level], output_size=S, clip_n=2)
+    assert str(error.value) == (f'{path}: {("image", "mask")[kind]} file too large (9000x8000); images up to '
+                                f'{MAX_IMAGE_PIXELS} pixels (8192x8192) are read: scale it down')
 
 
 # ---------------------------------------------------------------- the level table

@@ -13,6 +13,7 @@ from PIL import Image
 from dataset import unify as U
 from dataset.layouts import PRETRAIN_SETS
 from dataset.training import read_pretrain_sets
+from tests.support.synth import write_png_claiming
 from tests.support.temporaries import running_writer, temporaries_of_a_killed_writer
 from utils.errors import UserError
 from utils.masks import read_label_mask, write_label_mask
@@ -177,6 +178,21 @@ def test_ecssd(tmp_path):
 
     again = U.unify('ECSSD', src, dst, workers=1, progress=False)
     assert (again.written, again.existing) == (0, 2)
+
+
+def test_images_and_masks_over_8192x8192_are_skipped_from_their_headers(tmp_path):
+    src, dst = tmp_path / 'src', str(tmp_path / 'dst')
+    for stem in ('0001', '0002', '0003', '0004'):
+        _image(os.path.join(src, 'images', f'{stem}.jpg'), 8, 7)
+    _grey_mask(os.path.join(src, 'ground_truth_mask', '0001.png'))
+    write_png_claiming(src / 'ground_truth_mask' / '0002.png', 30000, 30000)  # Pillow refuses, with a traceback
+    write_png_claiming(src / 'ground_truth_mask' / '0003.png', 12000, 12000)  # Pillow warns, then decodes
+    write_png_claiming(src / 'images' / '0004.jpg', 12000, 12000)  # a PNG under .jpg: byte-copied, never decoded
+    _grey_mask(os.path.join(src, 'ground_truth_mask', '0004.png'))
+    summary = U.unify('ECSSD', str(src), dst, workers=1, progress=False)
+    assert (summary.written, summary.n_skipped) == (1, 3)
+    assert sorted(os.path.basename(p) for p in summary.skipped[U.TOO_LARGE]) == ['0002.jpg', '0003.jpg', '0004.jpg']
+    assert U.TOO_LARGE == 'image or mask over 67108864 pixels (8192x8192)'
 
 
 def test_a_run_removes_the_temporaries_of_killed_runs_and_keeps_those_of_running_ones(tmp_path):

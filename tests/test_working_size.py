@@ -117,8 +117,8 @@ def test_size_with_a_level_is_refused_with_one_line(tmp_path, recipe_checkpoint,
     result = run_script('eval.py', '--level', 1, '--dataset', tmp_path, '--resume', 'davis17', '--size', 480,
                         check=False)
     assert result.returncode == 2
-    assert result.stderr.strip() == ('error: --size is for --video: the --level protocols run at their released '
-                                     'frame sizes (see eval.py --help)')
+    assert result.stderr.strip() == ('error: --size is for --video and --videos: the --level protocols run at their '
+                                     'released frame sizes (see eval.py --help)')
     args = eval_script.parse_args(['--video', 'v.mp4', '--mask', 'm.png', '--resume', 'davis17'])
     assert working_size_of_flag(args.size) == 480
     args = eval_script.parse_args(['--video', 'v.mp4', '--mask', 'm.png', '--resume', 'davis17', '--size', '-1'])

@@ -86,8 +86,24 @@ def load_weights(model, checkpoint, source):
                    for key, value in expected.items() if tuple(state[key].shape) != tuple(value.shape)]
     if wrong_shape:
         raise UserError(f'{source}: checkpoint tensors of the wrong shape: {", ".join(wrong_shape)}')
+    _check_values(state, expected, source)
     model.load_state_dict(state, strict=True)
     return model
+
+
+def _check_values(state, expected, source):
+    """Refuse weights that load without error but segment nothing (background on every frame after the first):
+    integer tensors where the model's are floating point (their values are cast), and negative BatchNorm
+    variances (whose square root is NaN)."""
+    for key, value in expected.items():
+        given = state[key]
+        if value.is_floating_point() and not given.is_floating_point():
+            raise UserError(f'{source}: tensor {key} holds {str(given.dtype).removeprefix("torch.")} values where '
+                            f'the model has floating-point weights (a converted or damaged checkpoint); use another '
+                            f'checkpoint')
+        if key.endswith('.running_var') and (given < 0).any():
+            raise UserError(f'{source}: tensor {key} holds negative BatchNorm variances (a damaged or edited '
+                            f'checkpoint); use another checkpoint')
 
 
 def save_checkpoint(path, model, optimizer=None, epoch=0, loss=0.0, seed=0, **extra):

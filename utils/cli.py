@@ -30,7 +30,7 @@ def checked(convert, problem):
         value = convert(text)
         why = problem(value)
         if why is not None:
-            raise argparse.ArgumentTypeError(f'{text}: {why}')
+            raise argparse.ArgumentTypeError(f'{text if text.isprintable() else repr(text)}: {why}')  # on one line
         return value
     parse.__name__ = convert.__name__  # argparse names the type in 'invalid int value' messages
     return parse
@@ -66,29 +66,41 @@ def sigterm_interrupts():
 
 @contextlib.contextmanager
 def quiet_interrupts(kept='nothing was done'):
-    """Ctrl-C within the block ends the process with status 130 and one line saying what is `kept`.
-
-    For a script's imports (torch takes seconds to load, before run_command is entered):
+    """Ctrl-C or SIGTERM within the block ends the process at once, with status 130 and one line saying what is
+    `kept`, for a block that leaves nothing to clean up: a script's imports (torch takes seconds to load, before
+    run_command is entered).
 
         with quiet_interrupts():
             import torch
+
+    No exception is raised inside the libraries being imported: some catch it and go on (the Ctrl-C was lost
+    and the app served), and one left half-imported fails on its next use with its own traceback (numpy's
+    ImportError or RecursionError).
     """
+    line = f'interrupted: {kept}\n'.encode()
+
+    def end(signum, frame):
+        os.write(2, line)  # not sys.stderr: the interrupted code may be inside its write
+        os._exit(130)
+
+    previous = {number: signal.signal(number, end) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
-    except KeyboardInterrupt:
-        print_line(f'interrupted: {kept}')
-        sys.exit(130)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run_command(body, kept):
     """Run a script's body() under sigterm_interrupts and return its exit status: body()'s (0 when None);
-    2 after a UserError, printed as one 'error:' line; 130 after Ctrl-C or SIGTERM, saying what is `kept`
-    (or, for an Interrupted, what its message says)."""
+    2 after a UserError, printed as one 'error:' line (one for each line of its message); 130 after Ctrl-C or
+    SIGTERM, saying what is `kept` (or, for an Interrupted, what its message says)."""
     try:
         with sigterm_interrupts():
             return body() or 0
     except UserError as error:
-        print_line(f'error: {error}')
+        for line in str(error).splitlines():  # one line a problem (a list with several bad lines)
+            print_line(f'error: {line}')
         return 2
     except Interrupted as interruption:
         print_line(f'interrupted: {interruption}')

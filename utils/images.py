@@ -37,9 +37,13 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS):
                           and os.path.isfile(os.path.join(folder, name)))
 
 
+class ImageTooLarge(UserError):
+    """An image over MAX_IMAGE_PIXELS, found from its header."""
+
+
 def _too_large(path, what, size):
-    return UserError(f'{path}: {what} too large ({size}); images up to {MAX_IMAGE_PIXELS} pixels (8192x8192) '
-                     f'are read: scale it down')
+    return ImageTooLarge(f'{path}: {what} too large ({size}); images up to {MAX_IMAGE_PIXELS} pixels (8192x8192) '
+                         f'are read: scale it down')
 
 
 def check_pixel_count(path, what, width, height):
@@ -51,7 +55,7 @@ def check_pixel_count(path, what, width, height):
 @contextlib.contextmanager
 def opened_image(path, what):
     """The Pillow image at `path` with only its header read; a missing or unreadable file, or one over
-    MAX_IMAGE_PIXELS, is a UserError naming it as `what`, before any pixel is decoded."""
+    MAX_IMAGE_PIXELS (ImageTooLarge), is a UserError naming it as `what`, before any pixel is decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)  # Pillow warns, then decodes

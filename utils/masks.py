@@ -11,6 +11,8 @@ VOID_LABEL = 255  # ground-truth pixels that belong to no object and are not bac
 # More objects than this in one mask is almost surely an image that is not a label map.
 MAX_OBJECTS = 64
 LOSSY_FORMATS = ('JPEG', 'MPO')  # MPO: Pillow's name for a JPEG with extra images
+# Formats whose writers renumber a palette's indices to the colours used (Pillow's GIF writer by default).
+RENUMBERING_FORMATS = ('GIF',)
 
 
 def present_labels(mask):
@@ -42,12 +44,16 @@ def read_label_mask(path):
     Accepts indexed ('P') PNGs, whose pixel values are the labels, and
     grey-level ('L') PNGs holding label ids. A colour (RGB) mask is refused
     with a message saying how to convert it, since its colours are not labels;
-    so is a JPEG, whose compression turns a label's edges into other labels.
+    so is a JPEG, whose compression turns a label's edges into other labels, and a GIF, whose writers
+    renumber the labels.
     """
     with opened_image(path, 'mask file') as image:
         if image.format in LOSSY_FORMATS:
             raise UserError(f'{path}: mask saved as {image.format}, whose lossy compression changes label values '
                             f'(a 0/255 mask becomes dozens of labels); save the label mask as PNG')
+        if image.format in RENUMBERING_FORMATS:
+            raise UserError(f'{path}: mask saved as {image.format}, whose writers renumber the labels to the '
+                            f'colours used (labels 3 and 7 become 1 and 2); save the label mask as PNG')
         mode = image.mode
         if mode in ('P', 'L'):
             return np.array(image, dtype=np.uint8)

@@ -2,13 +2,20 @@
 
 Each is joined to a folder, for reading and for writing outputs, so each must be one
 plain path component: not empty, no separator, not '.' or '..', no NUL. Output paths
-are also checked to resolve inside their root before anything is written there.
+are also checked to resolve inside their root before anything is written there, and a name made
+from another (an output, a temporary) is fitted to the file system's limit on name length.
 """
+import hashlib
 import os
 
 from utils.errors import UserError
 
 _SEPARATORS = ('/', '\\')
+# The longest file name, in bytes (UTF-8), that ext4, XFS, Btrfs, tmpfs, APFS and NTFS all take.
+MAX_NAME_BYTES = 255
+# A fitted name's suffix: '~' and this many hex digits of the SHA-256 of the whole name.
+_DIGEST_DIGITS = 10
+_LONGEST_EXTENSION_BYTES = 16
 
 
 def _problem(name):
@@ -55,8 +62,15 @@ def read_name_list(path):
 
 
 def plain_name_problem(name):
-    """Why `name` (a flag's value that becomes part of a file name) is not one plain path component, or None."""
+    """Why `name` (a flag's value that becomes part of a file name) is not one plain path component, or None.
+
+    A name of white space only, or one with a line break or another control character, is refused too: it
+    would name folders that cannot be told apart in a listing or a message."""
     problem = _problem(name)
+    if problem is None and not name.strip():
+        problem = 'it is only white space'
+    if problem is None and not name.isprintable():
+        problem = 'it holds a line break or another control character'
     return None if problem is None else f'not a plain name ({problem}); give one name without "/", "\\", "." or ".."'
 
 
@@ -77,3 +91,28 @@ def refuse_inside(folder, inputs, advice):
         if os.path.commonpath([real_source, real_folder]) == real_source:
             raise UserError(f'{folder}: output folder inside the input folder {source}, whose files it could '
                             f'overwrite; {advice}')
+
+
+def _name_bytes(name):
+    """The length of `name` in bytes as the file system stores it."""
+    return len(os.fsencode(name))
+
+
+def fitted_name(name, max_bytes=MAX_NAME_BYTES):
+    """`name` when it takes at most `max_bytes` bytes, else its start cut at a character boundary, '~' and a
+    digest of the whole name, then its extension: the same name always gives the same fitted name (a rerun finds
+    its outputs), and two long names that start alike give different ones."""
+    if _name_bytes(name) <= max_bytes:
+        return name
+    stem, ext = os.path.splitext(name)
+    if _name_bytes(ext) > _LONGEST_EXTENSION_BYTES:
+        stem, ext = name, ''
+    suffix = f'~{hashlib.sha256(os.fsencode(name)).hexdigest()[:_DIGEST_DIGITS]}{ext}'
+    budget = max_bytes - _name_bytes(suffix)
+    kept = []
+    for character in stem:
+        budget -= _name_bytes(character)
+        if budget < 0:
+            break
+        kept.append(character)
+    return ''.join(kept) + suffix

@@ -22,7 +22,7 @@ import numpy as np
 
 from utils.cli import print_line
 from utils.errors import UserError
-from utils.files import temporary_path_beside, write_error
+from utils.files import Temporary, write_error
 
 _FALLBACK_WARNED = False
 
@@ -138,15 +138,14 @@ class Mp4Writer:
         self.frame_size = None
         self.frames_written = 0
         self._encoder = None
-        self._tmp = None
+        self._temporary = Temporary(self.path)
         self._closed = False
 
     def _open(self, frame_size):
-        self._tmp = temporary_path_beside(self.path)
         try:
-            self._encoder = _encoder(self._tmp, self.fps, frame_size)
+            self._encoder = _encoder(self._temporary.create(), self.fps, frame_size)
         except OSError as error:
-            self._remove_tmp()
+            self._temporary.remove()
             raise UserError(f'{self.path}: cannot open an MP4 writer ({error})') from None
         self.frame_size = tuple(frame_size)
 
@@ -179,17 +178,16 @@ class Mp4Writer:
             encoder, self._encoder = self._encoder, None
             encoder.close()
             if self.frames_written == 0:
-                self._remove_tmp()
+                self._temporary.remove()
                 return
-            if not _is_complete_mp4(self._tmp):
+            if not _is_complete_mp4(self._temporary.path):
                 raise write_error(self.path, 'the video came out incomplete, as when the disk is full')
-            os.replace(self._tmp, self.path)
+            self._temporary.commit()
         except BaseException as error:
-            self._remove_tmp()
+            self._temporary.remove()
             if isinstance(error, OSError):
                 raise write_error(self.path, error) from None
             raise
-        self._tmp = None
 
     def abort(self):
         """Stop and delete the temporary file; the target is left as it was."""
@@ -197,13 +195,7 @@ class Mp4Writer:
         if self._encoder is not None:
             self._encoder.abort()
             self._encoder = None
-        self._remove_tmp()
-
-    def _remove_tmp(self):
-        if self._tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self._tmp)
-            self._tmp = None
+        self._temporary.remove()
 
     def __enter__(self):
         return self

@@ -4,21 +4,20 @@ Each is made, when asked for, under a fixed name in the clip's downloads/ folder
 long, never meets the file system there); the browser is offered a name made of the clip's (download_name),
 shortened to fit a file name's limit.
 """
-import hashlib
+import os
 import zipfile
 from urllib.parse import quote
 
 import numpy as np
 
 from utils.files import atomic_path
+from utils.names import MAX_NAME_BYTES, fitted_name
 from utils.overlay import overlay
 from utils.video_writer import Mp4Writer
 
-# A file name's limit on the usual file systems (ext4, XFS, APFS), in bytes of UTF-8; the browser adds a few
-# bytes to the name it writes while downloading ('.crdownload') or when a file of that name exists (' (1)').
-MAX_NAME_BYTES = 255
+# The browser adds a few bytes to the name it writes while downloading ('.crdownload') or when a file of that
+# name exists (' (1)').
 BROWSER_MARGIN = 16
-HASH_LENGTH = 8
 
 
 def write_masks_zip(target):
@@ -49,16 +48,9 @@ def write_overlay_video(target):
 
 
 def download_name(stem, suffix, max_bytes=MAX_NAME_BYTES - BROWSER_MARGIN):
-    """`stem` + `suffix` as a file name of at most `max_bytes` bytes of UTF-8: a longer stem is cut (between
-    characters) and ends with '~' and a hash of the whole stem, so two long names that start alike stay apart and
-    a name is always shortened the same way."""
-    name = stem + suffix
-    if len(name.encode()) <= max_bytes:
-        return name
-    mark = '~' + hashlib.sha256(stem.encode()).hexdigest()[:HASH_LENGTH]
-    room = max_bytes - len((mark + suffix).encode())
-    cut = stem.encode()[:room].decode(errors='ignore')
-    return cut + mark + suffix
+    """`stem` + `suffix` as a file name of at most `max_bytes` bytes: a longer stem is fitted (utils.names.fitted_name:
+    cut, with a hash of the whole stem)."""
+    return fitted_name(stem, max_bytes - len(os.fsencode(suffix))) + suffix
 
 
 def content_disposition(name):

@@ -22,7 +22,7 @@ from model.inference.propagation import Propagation
 from utils.async_writer import AsyncWriter
 from utils.files import remove_stale_temporaries
 from utils.images import tensor_to_rgb
-from utils.names import path_inside
+from utils.names import fitted_name, path_inside
 from utils.video_writer import Mp4Writer
 
 
@@ -34,7 +34,9 @@ class OutputFolders:
 
     @property
     def overlay_video(self):
-        return self.overlays.rstrip(os.sep) + '.mp4'
+        """OVERLAYS.mp4 beside the overlays folder; a folder name of 252 bytes or more is fitted (a hash ends it)."""
+        folder, name = os.path.split(self.overlays.rstrip(os.sep))
+        return os.path.join(folder, fitted_name(name + '.mp4'))
 
     def mask_path(self, frame_name):
         return path_inside(self.masks, frame_name + '.png')
@@ -58,19 +60,26 @@ class VideoReport:
     seconds: float = 0.0
     bank: list = field(default_factory=list)   # per object {'peak', 'removed'} as fractions of its budget
     class_budget: float = 0.0
+    objects: int = 0                             # objects segmented (channels besides the background)
+    written: list = field(default_factory=list)  # the names of the frames whose outputs were written
 
     def summary(self):
+        speed = f'{self.name}: {self.frames} frames, {self.frames / max(self.seconds, 1e-9):.2f} fps'
+        if not self.bank:  # a video of one frame: the last frame is never memorized
+            return f'{speed}; no frame entered the feature bank'
         peak = ' '.join(f'{b["peak"]:.2f}' for b in self.bank)
         removed = ' '.join(f'{b["removed"]:.2f}' for b in self.bank)
-        return (f'{self.name}: {self.frames} frames, {self.frames / max(self.seconds, 1e-9):.2f} fps; bank per object '
-                f'(budget {self.class_budget:g}): peak use {peak}; removed {removed}')
+        return f'{speed}; bank per object (budget {self.class_budget:g}): peak use {peak}; removed {removed}'
 
 
 def is_done(source, folders):
     """True when every output of the video exists (each was written atomically, so it is complete)."""
     names = source.output_names()
-    if names is None:
-        return False
+    return names is not None and outputs_exist(names, folders)
+
+
+def outputs_exist(names, folders):
+    """Whether the outputs of the frames `names` (and with overlays the overlay MP4) are all written."""
     paths = [folders.mask_path(name) for name in names]
     if folders.overlays is not None:
         paths.append(folders.overlay_video)
@@ -100,10 +109,12 @@ def segment_video(model, source, folders, options=DEFAULT_BANK_OPTIONS, update_b
                 continue
             labels = loop.label_map(output, size=item.original_size)
             writer.write_mask(folders.mask_path(item.name), labels)
+            report.written.append(item.name)
             if folders.overlays is not None:
                 small = labels if item.original_size in (None, tuple(item.frame.shape[-2:])) else loop.label_map(output)
                 writer.write_overlay(folders.overlay_path(item.name), tensor_to_rgb(item.frame), small, video)
     report.seconds = time.perf_counter() - start
+    report.objects = len(loop.label_values) - 1
     if loop.bank is not None:
         report.bank = loop.bank.report()
         report.class_budget = loop.bank.class_budget

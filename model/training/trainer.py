@@ -161,18 +161,14 @@ def new_log_dir(root, level):
             continue
 
 
-def write_epoch_checkpoints(model_dir, model, optimizer, epoch, loss, seed, improved, **extra):
-    """epoch_<NNN>_loss_<x.xxx>.pth and best.pth when the loss improved, then final.pth every epoch.
+def epoch_checkpoint_names(epoch, loss, improved):
+    """The checkpoints an epoch writes, in order: epoch_<NNN>_loss_<x.xxx>.pth and best.pth when the loss
+    improved, then final.pth every epoch. All hold the same state, from which the run continues.
 
     final.pth comes last because a resume reads it: a run stopped before it is written
     redoes the epoch and writes its files again, so no epoch's files are ever skipped.
     """
-    names = [f'epoch_{epoch:03d}_loss_{loss:.3f}.pth', 'best.pth'] if improved else []
-    names.append('final.pth')
-    paths = [os.path.join(model_dir, name) for name in names]
-    for path in paths:
-        save_checkpoint(path, model, optimizer, epoch=epoch, loss=loss, seed=seed, **extra)
-    return paths
+    return [f'epoch_{epoch:03d}_loss_{loss:.3f}.pth', 'best.pth', 'final.pth'] if improved else ['final.pth']
 
 
 def first_divergence(local):
@@ -226,6 +222,7 @@ class Trainer:
         self._build_optimizer(checkpoint if resuming else None)
         self._build_loader()
         self.log_dir = self.writer = None
+        self.newest_checkpoint = None  # the last checkpoint this process wrote
         if config.log and process.is_main:
             self._open_log(resuming)
         self._say_start(checkpoint, resuming)
@@ -387,24 +384,31 @@ class Trainer:
         rng_states = gather_from_all(capture_rng_state(self.device))
         if not self.process.is_main:
             return
-        paths = write_epoch_checkpoints(
-            os.path.join(self.log_dir, 'model'), self.model, self.optimizer, epoch, loss, self.seed, improved,
-            best_loss=self.point.best_loss, iteration=self.point.iteration, log_dir=self.log_dir,
-            rng_states=rng_states, scaler=self.scaler.state_dict(), flags=self.config.run_flags())
-        self.say('saved ' + ', '.join(os.path.basename(path) for path in paths))
+        names = epoch_checkpoint_names(epoch, loss, improved)
+        for name in names:
+            path = os.path.join(self.log_dir, 'model', name)
+            save_checkpoint(path, self.model, self.optimizer, epoch=epoch, loss=loss, seed=self.seed,
+                            best_loss=self.point.best_loss, iteration=self.point.iteration, log_dir=self.log_dir,
+                            rng_states=rng_states, scaler=self.scaler.state_dict(), flags=self.config.run_flags())
+            self.newest_checkpoint = path
+        self.say('saved ' + ', '.join(names))
 
     def last_checkpoint(self):
-        """The run's final.pth, when this process writes checkpoints and one exists; else None."""
+        """The run's newest checkpoint, when this process writes checkpoints: the last one it wrote (an interrupt
+        may have stopped the epoch's writes before final.pth), else the final.pth of the run it continues; else
+        None."""
         if self.log_dir is None:
             return None
+        if self.newest_checkpoint is not None:
+            return self.newest_checkpoint
         final = os.path.join(self.log_dir, 'model', 'final.pth')
         return final if os.path.isfile(final) else None
 
     def continuation(self):
         """What a stopped run keeps and how to go on from it, in words."""
-        final = self.last_checkpoint()
-        if final is not None:
-            return f'the checkpoints of finished epochs are kept; continue the run with --resume {final}'
+        newest = self.last_checkpoint()
+        if newest is not None:
+            return f'the checkpoints of finished epochs are kept; continue the run with --resume {newest}'
         if self.config.log and not self.process.is_main:
             return 'the first process says which checkpoints are kept'
         return (f'no checkpoint of this run was written{"" if self.config.log else " (no --log)"}; '
@@ -412,11 +416,11 @@ class Trainer:
 
     def stop_diverged(self, where):
         """Raise the one-line error of a run whose loss or weights stopped being finite."""
-        final = self.last_checkpoint()
+        newest = self.last_checkpoint()
         lr = self.scheduler.get_last_lr()[0]
-        if final is not None:
+        if newest is not None:
             restart = f'the checkpoints of finished epochs are kept: start a new run from the last with ' \
-                      f'--resume {final} --new --lr <lower>'
+                      f'--resume {newest} --new --lr <lower>'
         elif self.config.log and not self.process.is_main:
             restart = 'the first process says which checkpoints are kept'
         else:

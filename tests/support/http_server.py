@@ -5,11 +5,16 @@ With hub=True a file is served at `/{repo}/resolve/{revision}/{name}` as the Hub
 without Xet storage: HEAD and GET answer with `X-Repo-Commit` (the commit the revision points to),
 `ETag` (the content's sha256, quoted) and `Content-Length`; a missing file is a 404 with
 `X-Error-Code: EntryNotFound`. huggingface_hub's hf_hub_download needs the commit and the ETag to
-place the file in its cache. GET requests are recorded in `.requests`, HEAD requests in `.heads`.
+place the file in its cache. `/api/models/{repo}/tree/{revision}` lists the repository's files and folders
+as the Hub's tree API does with recursive=true (one page: the Hub pages by 1000 entries), which
+huggingface_hub's list_repo_files reads. GET requests are recorded in `.requests`, HEAD requests in `.heads`.
 """
 import hashlib
 import http.server
+import json
+import posixpath
 import threading
+import urllib.parse
 
 HUB_COMMIT = 'a' * 40
 
@@ -19,8 +24,34 @@ def hub_files(repo, files, revision='main'):
     return {f'/{repo}/resolve/{revision}/{name}': body for name, body in files.items()}
 
 
+def _tree(files, path):
+    """The Hub's recursive tree listing (entries of folders and files) of the repository and revision in an
+    `/api/models/{repo}/tree/{revision}` path, or None when `path` is no such request."""
+    api_path = urllib.parse.urlsplit(path).path
+    parts = api_path.split('/')
+    if not api_path.startswith('/api/models/') or len(parts) != 7 or parts[5] != 'tree':
+        return None
+    prefix = f'/{parts[3]}/{parts[4]}/resolve/{parts[6]}/'
+    entries, folders = [], set()
+    for url_path, body in files.items():
+        if url_path.startswith(prefix):
+            name = url_path[len(prefix):]
+            entries.append({'type': 'file', 'oid': hashlib.sha1(body).hexdigest(), 'size': len(body), 'path': name})
+            folder = posixpath.dirname(name)
+            while folder:
+                folders.add(folder)
+                folder = posixpath.dirname(folder)
+    return [{'type': 'directory', 'oid': '0' * 40, 'size': 0, 'path': folder} for folder in sorted(folders)] + entries
+
+
 class FileHandler(http.server.BaseHTTPRequestHandler):
     """Serves the server's in-memory files with Content-Length, and Range requests when enabled."""
+
+    def _body(self):
+        """The file at the request's path as sent, else with its percent-escapes decoded (as the Hub's clients
+        quote file names), or None."""
+        files = self.server.files
+        return files.get(self.path, files.get(urllib.parse.unquote(self.path)))
 
     def _hub_headers(self, body):
         if self.server.hub:
@@ -38,7 +69,7 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self.server.heads.append(self.path)
-        body = self.server.files.get(self.path)
+        body = self._body()
         if body is None:
             self._missing()
             return
@@ -51,7 +82,11 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
         server = self.server
         range_header = self.headers.get('Range')
         server.requests.append((self.path, range_header))
-        body = server.files.get(self.path)
+        tree = _tree(server.files, self.path) if server.hub else None
+        if tree is not None:
+            self._send_json(tree)
+            return
+        body = self._body()
         if body is None:
             self._missing()
             return
@@ -71,6 +106,14 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(payload[:len(payload) // 2])
             self.close_connection = True
             return
+        self.wfile.write(payload)
+
+    def _send_json(self, value):
+        payload = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(payload)))
+        self.end_headers()
         self.wfile.write(payload)
 
     def log_message(self, *args):

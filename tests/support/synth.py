@@ -5,6 +5,8 @@
 """
 import json
 import os
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -23,6 +25,23 @@ def write_frame_folder(folder, frames):
     for t, frame in enumerate(frames):
         Image.fromarray(frame).save(os.path.join(folder, f'{t:05d}.png'))
     return folder
+
+
+def write_png_claiming(path, width, height):
+    """A grey PNG whose header claims width x height and whose data is one row: only a reader that decodes
+    before checking the size would get to the missing data. Returns `path`."""
+    path = os.fspath(path)
+    small = path + '.small.png'
+    Image.fromarray(np.zeros((1, 8), np.uint8)).save(small)
+    with open(small, 'rb') as file:
+        data = bytearray(file.read())
+    os.remove(small)
+    assert data[12:16] == b'IHDR'
+    data[16:24] = struct.pack('>II', width, height)
+    data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))
+    with open(path, 'wb') as file:
+        file.write(bytes(data))
+    return path
 
 
 def write_truncated_video(path, frames, fps=10):

@@ -10,9 +10,9 @@ from tests.conftest import REPO
 # Makes the temporaries of the files named on its command line, then sends itself SIGNAL.
 _WRITER = '''
 import os, signal, sys
-from utils.files import temporary_path_beside
+from utils.files import Temporary
 for path in sys.argv[2:]:
-    temporary_path_beside(path)
+    Temporary(path).create()
 os.kill(os.getpid(), getattr(signal, sys.argv[1]))
 '''
 
